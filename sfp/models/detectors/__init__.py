@@ -1,0 +1,38 @@
+"""Outlier detectors, registered in :data:`sfp.registry.OUTLIER_DETECTORS` by ``pm`` name."""
+from __future__ import annotations
+
+from typing import Union
+
+from ...registry import OUTLIER_DETECTORS
+from .attention import CLSAttentionDetector, CLSSelfAttentionDetector
+from .base import OutlierDetector
+from .lof import LOFDetector, local_outlier_factor
+from .norm import L2NormDetector
+
+
+def build_detector(pm: Union[str, dict], res_cls: float = 0.3) -> OutlierDetector:
+    """Build a detector from a ``pm`` name or config dict.
+
+    For the release's ``pm='SOM'`` the CLS-attention weight is ``5 * res_cls`` (1.5),
+    as the release ties them; a config dict sets every argument itself.
+    """
+    if isinstance(pm, str):
+        cfg = dict(type=pm)
+        if pm == 'SOM':
+            cfg['cls_weight'] = 5 * res_cls
+    elif isinstance(pm, dict) and 'type' in pm:
+        cfg = dict(pm)
+    else:
+        raise ValueError(f'pm must be a detector name or a dict with a "type", got {pm!r}')
+    known = sorted(OUTLIER_DETECTORS.module_dict)
+    if cfg['type'] not in known:
+        raise ValueError(f'unknown outlier detector pm={cfg["type"]!r}; choose from '
+                         f'{", ".join(known)}')
+    try:
+        return OUTLIER_DETECTORS.build(cfg)
+    except TypeError as err:
+        raise ValueError(f'bad arguments for outlier detector {cfg["type"]!r}: {err}') from err
+
+
+__all__ = ['CLSAttentionDetector', 'CLSSelfAttentionDetector', 'L2NormDetector', 'LOFDetector',
+           'OutlierDetector', 'build_detector', 'local_outlier_factor']

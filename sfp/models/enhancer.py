@@ -1,0 +1,40 @@
+"""Semantic-aware attention enhancer: the last block's attention rebuilt from purified
+similarities (SFP step 6)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..clip.model import ResidualAttentionBlock
+
+
+class SemanticAwareAttentionEnhancer(nn.Module):
+    """Attention-only pass of the last block with self-self and guided attention.
+
+    W = [softmax(Q Q^T / sqrt(d)) + softmax(K K^T / sqrt(d)) + A_g] / 3 per head, where
+    A_g = softmax(G) comes from the purified block-9 similarities and is shared by every
+    head; the output is out_proj(W V) + ``cls_residual`` * CLS (no residual, no MLP).
+    """
+
+    def __init__(self, cls_residual: float = 0.3):
+        super().__init__()
+        self.cls_residual = cls_residual
+
+    def forward(self, block: ResidualAttentionBlock, patches: torch.Tensor, cls: torch.Tensor,
+                guidance: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            block: the ViT's last block (its ln_1 and attention projections are used).
+            patches: (B, N, C) purified, aggregated patch tokens.
+            cls: (B, 1, C) CLS token of the detection block.
+            guidance: (B, N, N) guidance attention A_g.
+        Returns:
+            (B, N, C).
+        """
+        q, k, v = block.attn.project_qkv(block.ln_1(patches))  # (B, h, N, d) each
+        # softmax(QQ^T)V and softmax(KK^T)V through the fused kernel, A_g V for all heads.
+        mixed = (F.scaled_dot_product_attention(q, q, v)
+                 + F.scaled_dot_product_attention(k, k, v)
+                 + guidance.unsqueeze(1).to(v.dtype) @ v) / 3
+        return block.attn.merge_heads(mixed) + self.cls_residual * cls

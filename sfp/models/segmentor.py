@@ -1,0 +1,280 @@
+"""The SFP segmentor: an mmseg segmentor around :class:`~sfp.models.encoder.SFPEncoder`."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.structures import PixelData
+from mmseg.models.segmentors import BaseSegmentor
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+
+from .. import clip
+from ..text import build_query_features
+from .data_preprocessor import SFPDataPreProcessor
+from .detectors import build_detector
+from .encoder import SFPEncoder
+from .enhancer import SemanticAwareAttentionEnhancer
+from .inference import patch_logits, sliding_windows
+from .integrator import HierarchicalIntegrator
+from .pamr import PAMR
+from .postprocess import postprocess_logits
+
+ImageBatch = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+
+def default_device() -> torch.device:
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def _check_device(device: Union[str, torch.device, None]) -> torch.device:
+    device = default_device() if device is None else torch.device(device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but CUDA is not available here; "
+                         f"use device='cpu' (or leave it unset to pick automatically)")
+    return device
+
+
+@MODELS.register_module(name=['SFPSegmentor', 'SFPForSegmentation'])
+class SFPSegmentor(BaseSegmentor):
+    """Training-free open-vocabulary segmentation with SFP on a frozen CLIP ViT.
+
+    The constructor takes the release's arguments (its configs keep working under the
+    release's name ``SFPForSegmentation``) and a few more.
+
+    Args:
+        clip_path: CLIP model name ('ViT-B/16', ...) or checkpoint path.
+        name_path: class-name file: one class per line, synonyms separated by commas.
+        device: where the model runs (default: CUDA when available, else CPU).
+        pamr_steps: PAMR iterations on the logits (0 = off, as in every released setting).
+        pamr_stride: PAMR dilations.
+        prob_thd: pixels whose top class probability is below it become class 0.
+        logit_scale: temperature of the softmax over queries.
+        slide_stride, slide_crop: sliding-window stride and crop; ``slide_crop=0``
+            encodes the whole image at once.
+        area_thd: classes covering at most this fraction of the non-0 pixels are dropped.
+        purify: detect and mitigate outliers (False is the ablation without them).
+        pm: outlier detector: a registered name ('SOM', 'L2', 'LOF', ...) or a config
+            dict such as ``dict(type='LOF', n_neighbors=20)``.
+        res_cls: weight of the CLS residual in the rebuilt attention (also sets SOM's
+            CLS-attention weight to ``5 * res_cls``, as the release).
+        cross_s, cross_e: the integrator sums blocks ``cross_s + 1 .. cross_e``.
+        precision: 'fp32', 'fp16', 'bf16' or 'fp64' (default: fp16 on GPU, fp32 on CPU).
+        crop_batch_size: crops encoded per forward pass, across all images of a batch.
+        templates: prompt template file or list (default: CLIP's 80 ImageNet templates).
+        encoder_cfg: further :class:`SFPEncoder` arguments (block choices,
+            ``stream_mitigation_blocks`` ...).
+    """
+
+    def __init__(self,
+                 clip_path: str,
+                 name_path: Union[str, Path],
+                 device: Union[str, torch.device, None] = None,
+                 pamr_steps: int = 0,
+                 pamr_stride: Sequence[int] = (8, 16),
+                 prob_thd: float = 0.0,
+                 logit_scale: float = 40,
+                 slide_stride: int = 112,
+                 slide_crop: int = 224,
+                 area_thd: Optional[float] = None,
+                 purify: bool = True,
+                 pm: Union[str, dict] = 'SOM',
+                 res_cls: float = 0.3,
+                 cross_s: int = 3,
+                 cross_e: int = 10,
+                 precision: Optional[str] = None,
+                 crop_batch_size: int = 64,
+                 templates: Union[str, Path, Sequence[str], None] = None,
+                 encoder_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        _check_arguments(prob_thd=prob_thd, logit_scale=logit_scale, slide_crop=slide_crop,
+                         slide_stride=slide_stride, area_thd=area_thd,
+                         crop_batch_size=crop_batch_size, pamr_steps=pamr_steps)
+        # Built here, from mmseg's registry, so that it works outside mmseg's default scope.
+        super().__init__(
+            data_preprocessor=MODELS.build(data_preprocessor or dict(type=SFPDataPreProcessor.__name__)),
+            init_cfg=init_cfg)
+        device = _check_device(device)
+        if precision is None:
+            precision = 'fp16' if device.type == 'cuda' else 'fp32'
+        dtype = clip.precision_dtype(precision)
+        detector = build_detector(pm, res_cls) if purify else None
+
+        # Text features in at least float32, then keep only the image tower.
+        text_dtype = torch.promote_types(dtype, torch.float32)
+        model = clip.load(clip_path, device=device, precision=text_dtype)
+        query_features, query_idx = build_query_features(model, name_path, templates)
+        self.encoder = SFPEncoder(
+            model.visual.to(dtype),
+            detector=detector,
+            enhancer=SemanticAwareAttentionEnhancer(cls_residual=res_cls),
+            integrator=HierarchicalIntegrator((cross_s + 1, cross_e), cls_residual=res_cls),
+            **(encoder_cfg or {}))
+        del model
+        self.register_buffer('query_features', query_features.to(dtype), persistent=False)
+        self.register_buffer('query_idx', query_idx, persistent=False)
+        self.num_queries = len(query_idx)
+        self.num_classes = int(query_idx.max()) + 1
+        self.logit_scale = logit_scale
+        self.prob_thd = prob_thd
+        self.area_thd = area_thd
+        self.slide_stride = slide_stride
+        self.slide_crop = slide_crop
+        self.crop_batch_size = crop_batch_size
+        self.pamr = PAMR(pamr_steps, dilations=pamr_stride) if pamr_steps > 0 else None
+        self.data_preprocessor.to(device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The image tower's precision."""
+        return self.query_features.dtype
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """Precision of logit accumulation and post-processing (at least float32)."""
+        return torch.promote_types(self.dtype, torch.float32)
+
+    # -- inference -------------------------------------------------------------------
+    def _image_list(self, inputs: ImageBatch) -> List[torch.Tensor]:
+        images = list(inputs) if not isinstance(inputs, torch.Tensor) or inputs.dim() == 4 \
+            else [inputs]
+        for img in images:
+            if img.dim() != 3 or img.shape[0] != 3:
+                raise ValueError(f'expected images of shape (3, H, W), got {tuple(img.shape)}')
+        return [img.to(self.query_features.device) for img in images]
+
+    def _encode_crops(self, crops: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        """(B, 3, h, w) crops -> (B, Q, *size) cosine logits."""
+        out = self.encoder(crops.to(self.dtype))
+        return patch_logits(out.features, self.query_features, out.grid, size)
+
+    def slide_logits(self, images: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Sliding-window logits (Q, H, W) of each image, at its input size.
+
+        The crops of all images are encoded together, ``crop_batch_size`` at a time
+        (crops of one size per batch); each image's crops are summed in window order
+        and divided by the number of windows covering each pixel.
+        """
+        sums, counts = [], []
+        by_size: Dict[Tuple[int, int], list] = defaultdict(list)
+        for i, img in enumerate(images):
+            h, w = img.shape[-2:]
+            sums.append(img.new_zeros((self.num_queries, h, w), dtype=self.compute_dtype))
+            counts.append(img.new_zeros((1, h, w), dtype=self.compute_dtype))
+            for y1, y2, x1, x2 in sliding_windows(h, w, self.slide_crop, self.slide_stride):
+                by_size[(y2 - y1, x2 - x1)].append((i, y1, y2, x1, x2))
+        for size, jobs in by_size.items():
+            for start in range(0, len(jobs), self.crop_batch_size):
+                chunk = jobs[start:start + self.crop_batch_size]
+                crops = torch.stack([images[i][:, y1:y2, x1:x2] for i, y1, y2, x1, x2 in chunk])
+                logits = self._encode_crops(crops, size).to(self.compute_dtype)
+                for (i, y1, y2, x1, x2), crop_logits in zip(chunk, logits):
+                    sums[i][:, y1:y2, x1:x2] += crop_logits
+                    counts[i][:, y1:y2, x1:x2] += 1
+        return [s / c for s, c in zip(sums, counts)]
+
+    def whole_logits(self, images: Sequence[torch.Tensor],
+                     sizes: Sequence[Tuple[int, int]]) -> List[torch.Tensor]:
+        """Logits of each image encoded whole, resized straight to ``sizes``."""
+        results: List[Optional[torch.Tensor]] = [None] * len(images)
+        by_shape: Dict[tuple, List[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            by_shape[tuple(img.shape)].append(i)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self.crop_batch_size):
+                chunk = indices[start:start + self.crop_batch_size]
+                out = self.encoder(torch.stack([images[i] for i in chunk]).to(self.dtype))
+                for j, i in enumerate(chunk):
+                    results[i] = patch_logits(out.features[j:j + 1], self.query_features,
+                                              out.grid, sizes[i])[0].to(self.compute_dtype)
+        return results
+
+    @torch.no_grad()
+    def inference(self, inputs: ImageBatch, batch_img_metas: Sequence[dict]) -> List[torch.Tensor]:
+        """Query logits (Q, H, W) of each image at its ``ori_shape``, before the softmax."""
+        images = self._image_list(inputs)
+        sizes = [tuple(int(s) for s in meta['ori_shape'][:2]) for meta in batch_img_metas]
+        if self.slide_crop > 0:
+            logits = [torch.nn.functional.interpolate(
+                x[None], size=size, mode='bilinear', align_corners=False)[0]
+                for x, size in zip(self.slide_logits(images), sizes)]
+        else:
+            logits = self.whole_logits(images, sizes)
+        if self.pamr is not None:
+            logits = [self._refine(img, x) for img, x in zip(images, logits)]
+        return logits
+
+    def _refine(self, image: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        image = torch.nn.functional.interpolate(
+            image[None].to(logits.dtype), size=logits.shape[-2:], mode='bilinear',
+            align_corners=False)
+        return self.pamr(image, logits[None])[0]
+
+    def predict(self, inputs: ImageBatch,
+                data_samples: Optional[List[SegDataSample]] = None) -> List[SegDataSample]:
+        """Segment a batch; each data sample gets ``seg_logits`` (class probabilities,
+        C x H x W) and ``pred_sem_seg`` (1 x H x W) at its ``ori_shape``.
+
+        Without ``data_samples`` the inputs' own sizes are the output sizes.
+        """
+        images = self._image_list(inputs)
+        if data_samples is None:
+            data_samples = [SegDataSample(metainfo=dict(ori_shape=tuple(img.shape[-2:]),
+                                                         img_shape=tuple(img.shape[-2:])))
+                            for img in images]
+        logits = self.inference(images, [s.metainfo for s in data_samples])
+        return self.postprocess_result(logits, data_samples)
+
+    def postprocess_result(self, seg_logits: Sequence[torch.Tensor],
+                           data_samples: List[SegDataSample]) -> List[SegDataSample]:
+        for logits, sample in zip(seg_logits, data_samples):
+            probs, labels = postprocess_logits(logits, self.query_idx, self.num_classes,
+                                               self.logit_scale, self.prob_thd, self.area_thd)
+            sample.set_data({'seg_logits': PixelData(data=probs),
+                             'pred_sem_seg': PixelData(data=labels)})
+        return data_samples
+
+    # -- the rest of mmseg's segmentor interface --------------------------------------
+    def extract_feat(self, inputs: ImageBatch) -> List[torch.Tensor]:
+        """SFP patch features (N, D) of each whole image."""
+        return [self.encoder(img[None].to(self.dtype)).features[0]
+                for img in self._image_list(inputs)]
+
+    def encode_decode(self, inputs: ImageBatch,
+                      batch_img_metas: Sequence[dict]) -> List[torch.Tensor]:
+        return self.inference(inputs, batch_img_metas)
+
+    def _forward(self, inputs: ImageBatch,
+                 data_samples: Optional[List[SegDataSample]] = None) -> List[torch.Tensor]:
+        images = self._image_list(inputs)
+        metas = ([s.metainfo for s in data_samples] if data_samples is not None else
+                 [dict(ori_shape=tuple(img.shape[-2:])) for img in images])
+        return self.inference(images, metas)
+
+    def loss(self, inputs, data_samples):
+        raise RuntimeError('SFP is training-free: the segmentor has no loss to train with')
+
+
+def _check_arguments(**values) -> None:
+    """Clear errors for out-of-range constructor arguments."""
+    rules = {
+        'prob_thd': (lambda v: 0 <= v <= 1, 'a probability in [0, 1]'),
+        'logit_scale': (lambda v: v > 0, 'positive'),
+        'slide_crop': (lambda v: isinstance(v, int) and v >= 0,
+                       'a non-negative int (0 = whole image)'),
+        'slide_stride': (lambda v: isinstance(v, int) and v > 0, 'a positive int'),
+        'area_thd': (lambda v: v is None or 0 <= v < 1, 'None or a fraction in [0, 1)'),
+        'crop_batch_size': (lambda v: isinstance(v, int) and v > 0, 'a positive int'),
+        'pamr_steps': (lambda v: isinstance(v, int) and v >= 0, 'a non-negative int'),
+    }
+    for name, value in values.items():
+        ok, expected = rules[name]
+        try:
+            valid = ok(value)
+        except TypeError:
+            valid = False
+        if not valid:
+            raise ValueError(f'{name} must be {expected}, got {value!r}')

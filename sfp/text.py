@@ -1,0 +1,103 @@
+"""Text side of SFP: class-name files, prompt templates and per-query text features."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from .clip import CLIP, tokenize
+
+DEFAULT_TEMPLATES_FILE = Path(__file__).parent / 'data' / 'openai_imagenet_templates.txt'
+
+PathLike = Union[str, Path]
+
+
+def parse_class_names(lines: Sequence[str], source: str = 'class names') -> List[List[str]]:
+    """One class per line, synonyms separated by commas -> list of synonym lists.
+
+    Trailing blank lines are ignored; a blank line between classes or an empty synonym
+    is an error naming its line, since it would silently shift every later class index.
+    """
+    lines = [line.rstrip('\r\n') for line in lines]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise ValueError(f'{source} defines no class: expected one class name per line')
+    classes = []
+    for number, line in enumerate(lines, start=1):
+        names = [name.strip() for name in line.split(',')]
+        if not any(names):
+            raise ValueError(f'{source}, line {number} is empty; every line is one class '
+                             f'(write its name, or synonyms separated by commas)')
+        if not all(names):
+            raise ValueError(f'{source}, line {number} has an empty synonym: {line!r}')
+        classes.append(names)
+    return classes
+
+
+def read_class_names(path: PathLike) -> List[List[str]]:
+    """Read a class-name file (see :func:`parse_class_names`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'class-name file not found: {path.resolve()}')
+    try:
+        text = path.read_text(encoding='utf-8')
+    except UnicodeDecodeError as err:
+        raise ValueError(f'{path} is not a UTF-8 text file of class names: {err}') from err
+    return parse_class_names(text.splitlines(), source=str(path))
+
+
+def flatten_queries(classes: Sequence[Sequence[str]]) -> Tuple[List[str], List[int]]:
+    """Synonym lists -> query names and the class index of each."""
+    names = [name for synonyms in classes for name in synonyms]
+    index = [i for i, synonyms in enumerate(classes) for _ in synonyms]
+    return names, index
+
+
+def read_templates(path: Optional[PathLike] = None) -> List[str]:
+    """Prompt templates, one per line with ``{}`` for the name (default: CLIP's 80)."""
+    path = Path(path) if path else DEFAULT_TEMPLATES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f'template file not found: {path.resolve()}')
+    templates = [t for t in path.read_text(encoding='utf-8').splitlines() if t.strip()]
+    bad = [t for t in templates if '{}' not in t]
+    if bad or not templates:
+        raise ValueError(f'{path}: every template needs a "{{}}" for the class name '
+                         f'(offending: {bad[:3]})')
+    return templates
+
+
+@torch.no_grad()
+def encode_queries(model: CLIP, names: Sequence[str], templates: Sequence[str],
+                   batch_size: int = 512) -> torch.Tensor:
+    """Per name: L2-normalised text embeddings of every prompt, averaged, re-normalised.
+
+    Returns (len(names), embed_dim) in the model's dtype and device.
+    """
+    device = model.token_embedding.weight.device
+    prompts = [template.format(name) for name in names for template in templates]
+    tokens = tokenize(prompts)
+    embeddings = torch.cat([
+        F.normalize(model.encode_text(tokens[i:i + batch_size].to(device)), dim=-1)
+        for i in range(0, len(prompts), batch_size)])
+    per_name = embeddings.view(len(names), len(templates), -1).mean(dim=1)
+    return F.normalize(per_name, dim=-1)
+
+
+def build_query_features(model: CLIP, name_file: Union[PathLike, Sequence[Sequence[str]]],
+                         templates: Optional[Union[PathLike, Sequence[str]]] = None,
+                         batch_size: int = 512) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Query features (Q, D) and each query's class index (Q,) for a vocabulary.
+
+    ``name_file`` is a class-name file or already parsed synonym lists; ``templates`` a
+    template file, a list of templates, or None for CLIP's 80 ImageNet templates.
+    """
+    classes = (read_class_names(name_file) if isinstance(name_file, (str, Path))
+               else parse_class_names([', '.join(c) for c in name_file]))
+    if templates is None or isinstance(templates, (str, Path)):
+        templates = read_templates(templates)
+    names, index = flatten_queries(classes)
+    features = encode_queries(model, names, list(templates), batch_size)
+    return features, torch.tensor(index, dtype=torch.long, device=features.device)
