@@ -94,9 +94,8 @@ class SFPSegmentor(BaseSegmentor):
                          slide_stride=slide_stride, area_thd=area_thd,
                          crop_batch_size=crop_batch_size, pamr_steps=pamr_steps)
         # Built here, from mmseg's registry, so that it works outside mmseg's default scope.
-        super().__init__(
-            data_preprocessor=MODELS.build(data_preprocessor or dict(type=SFPDataPreProcessor.__name__)),
-            init_cfg=init_cfg)
+        preprocessor_cfg = data_preprocessor or dict(type=SFPDataPreProcessor.__name__)
+        super().__init__(data_preprocessor=MODELS.build(preprocessor_cfg), init_cfg=init_cfg)
         device = _check_device(device)
         if precision is None:
             precision = 'fp16' if device.type == 'cuda' else 'fp32'
