@@ -1,13 +1,17 @@
 """Text side of SFP: class-name files, prompt templates and per-query text features."""
 from __future__ import annotations
 
+import hashlib
+import json
+import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
-from .clip import CLIP, tokenize
+from .clip import CLIP, cache_dir, tokenize
+from .utils import atomic_write
 
 DEFAULT_TEMPLATES_FILE = Path(__file__).parent / 'data' / 'openai_imagenet_templates.txt'
 
@@ -86,18 +90,51 @@ def encode_queries(model: CLIP, names: Sequence[str], templates: Sequence[str],
     return F.normalize(per_name, dim=-1)
 
 
+def checkpoint_fingerprint(path: PathLike) -> str:
+    """Identity of a checkpoint file for caching: resolved path, size, modification time."""
+    stat = Path(path).stat()
+    return f'{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}'
+
+
 def build_query_features(model: CLIP, name_file: Union[PathLike, Sequence[Sequence[str]]],
                          templates: Optional[Union[PathLike, Sequence[str]]] = None,
-                         batch_size: int = 512) -> Tuple[torch.Tensor, torch.Tensor]:
+                         batch_size: int = 512, checkpoint: Optional[PathLike] = None,
+                         cache: Optional[PathLike] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Query features (Q, D) and each query's class index (Q,) for a vocabulary.
 
     ``name_file`` is a class-name file or already parsed synonym lists; ``templates`` a
     template file, a list of templates, or None for CLIP's 80 ImageNet templates.
+
+    With ``checkpoint`` (the file ``model`` was loaded from), features are cached on disk
+    under ``cache`` (default ``<cache_dir()>/text_features``), keyed by the checkpoint
+    file, the query names, the templates and the dtype: a second start skips the text
+    encoder, and any change to those is a different entry, never a stale one.
     """
     classes = (read_class_names(name_file) if isinstance(name_file, (str, Path))
                else parse_class_names([', '.join(c) for c in name_file]))
     if templates is None or isinstance(templates, (str, Path)):
         templates = read_templates(templates)
     names, index = flatten_queries(classes)
+    device = model.token_embedding.weight.device
+    query_idx = torch.tensor(index, dtype=torch.long, device=device)
+    entry = None
+    if checkpoint is not None:
+        key = json.dumps([checkpoint_fingerprint(checkpoint), names, list(templates),
+                          str(model.dtype)])
+        folder = Path(cache) if cache else cache_dir() / 'text_features'
+        entry = folder / f'{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt'
+        if entry.is_file():
+            try:
+                stored = torch.load(entry, map_location=device, weights_only=True)
+                if stored['key'] == key:
+                    return stored['features'], query_idx
+            except Exception:  # a damaged entry is recomputed and rewritten
+                pass
     features = encode_queries(model, names, list(templates), batch_size)
-    return features, torch.tensor(index, dtype=torch.long, device=features.device)
+    if entry is not None:
+        try:
+            with atomic_write(entry) as f:
+                torch.save({'key': key, 'features': features.cpu()}, f)
+        except OSError as err:  # a read-only cache only costs the next start time
+            warnings.warn(f'could not cache text features in {entry.parent}: {err}')
+    return features, query_idx

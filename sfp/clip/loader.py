@@ -141,15 +141,16 @@ def resolve_checkpoint(name_or_path: Union[str, Path], download_root: Optional[U
         return path
     if path.exists():
         raise CheckpointNotFoundError(f'{path} is not a file (a CLIP checkpoint was expected)')
-    looks_like_path = path.suffix in ('.pt', '.pth', '.bin') or os.sep in name or name[:1] in '.~'
+    looks_like_path = (path.suffix in ('.pt', '.pth', '.bin') or name[:1] in './~'
+                       or (path.parent != Path('.') and path.parent.is_dir()))
     if looks_like_path:
         raise CheckpointNotFoundError(
             f'no checkpoint at {path.resolve()}. Pass an existing file (TorchScript archive '
             f'or state dict with OpenAI key names) or one of {", ".join(_MODELS)} to download '
             f'it into {cache_dir()}.')
     raise UnknownModelError(
-        f'unknown CLIP model {name!r}; known models: {", ".join(_MODELS)} (or pass the path '
-        f'of a local checkpoint file)')
+        f'unknown CLIP model {name!r}; known models: {", ".join(_MODELS)}. To use a local '
+        f'checkpoint instead, pass its path (there is no file at {path.resolve()}).')
 
 
 def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:

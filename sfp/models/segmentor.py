@@ -66,6 +66,8 @@ class SFPSegmentor(BaseSegmentor):
         templates: prompt template file or list (default: CLIP's 80 ImageNet templates).
         encoder_cfg: further :class:`SFPEncoder` arguments (block choices,
             ``stream_mitigation_blocks`` ...).
+        text_cache: cache the query features on disk (see
+            :func:`sfp.text.build_query_features`).
     """
 
     def __init__(self,
@@ -88,6 +90,7 @@ class SFPSegmentor(BaseSegmentor):
                  crop_batch_size: int = 64,
                  templates: Union[str, Path, Sequence[str], None] = None,
                  encoder_cfg: Optional[dict] = None,
+                 text_cache: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         _check_arguments(prob_thd=prob_thd, logit_scale=logit_scale, slide_crop=slide_crop,
@@ -104,8 +107,10 @@ class SFPSegmentor(BaseSegmentor):
 
         # Text features in at least float32, then keep only the image tower.
         text_dtype = torch.promote_types(dtype, torch.float32)
-        model = clip.load(clip_path, device=device, precision=text_dtype)
-        query_features, query_idx = build_query_features(model, name_path, templates)
+        checkpoint = clip.resolve_checkpoint(clip_path)
+        model = clip.load(checkpoint, device=device, precision=text_dtype)
+        query_features, query_idx = build_query_features(
+            model, name_path, templates, checkpoint=checkpoint if text_cache else None)
         self.encoder = SFPEncoder(
             model.visual.to(dtype),
             detector=detector,

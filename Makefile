@@ -1,0 +1,33 @@
+# Two commands set everything up on a fresh machine:
+#   make test   create .venv with the pinned stack, then run the whole test suite
+#   make demo   same setup, then segment the bundled images with CLIP ViT-B/16
+# TORCH selects the torch build (default: 2.13.0; here pip takes the local CPU wheel).
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sfp-installed
+
+.PHONY: setup test demo lint clean
+
+$(STAMP): pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+demo: $(STAMP)
+	$(PY) tools/demo.py demo/images --vocab demo/classes.txt --clip-path ViT-B/16 --out-dir demo_outputs
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
