@@ -136,5 +136,6 @@ def build_query_features(model: CLIP, name_file: Union[PathLike, Sequence[Sequen
             with atomic_write(entry) as f:
                 torch.save({'key': key, 'features': features.cpu()}, f)
         except OSError as err:  # a read-only cache only costs the next start time
-            warnings.warn(f'could not cache text features in {entry.parent}: {err}')
+            warnings.warn(f'could not cache text features in {entry.parent}: {err}',
+                          stacklevel=2)
     return features, query_idx

@@ -3,10 +3,21 @@ import pytest
 import torch
 
 from sfp import clip
-from sfp.models import (PAMR, CLSSelfAttentionDetector, HierarchicalIntegrator, L2NormDetector,
-                        LOFDetector, OutlierDetector, Outliers, SemanticAwareAttentionEnhancer,
-                        SFPEncoder, guidance_attention, mitigate_outliers, postprocess_logits,
-                        sliding_windows)
+from sfp.models import (
+    PAMR,
+    CLSSelfAttentionDetector,
+    HierarchicalIntegrator,
+    L2NormDetector,
+    LOFDetector,
+    OutlierDetector,
+    Outliers,
+    SemanticAwareAttentionEnhancer,
+    SFPEncoder,
+    guidance_attention,
+    mitigate_outliers,
+    postprocess_logits,
+    sliding_windows,
+)
 from sfp.models.detectors import local_outlier_factor
 from sfp.models.postprocess import suppress_small_classes
 
