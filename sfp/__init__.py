@@ -8,6 +8,7 @@ install_mmcv_ops_stand_in()  # before anything imports mmseg
 # uses it, so the warning is only noise for our users.
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 
+from . import datasets  # noqa: E402,F401  (registers datasets and transforms in mmseg)
 from .models import SFPSegmentor  # noqa: E402  (registers the segmentor in mmseg)
 
 __version__ = '0.1.0'

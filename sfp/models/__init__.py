@@ -18,9 +18,11 @@ from .outliers import Outliers
 from .pamr import PAMR
 from .postprocess import postprocess_logits
 from .segmentor import SFPSegmentor
+from .wrapper import InferenceOnlyWrapper
 
 __all__ = [
     'CLSAttentionDetector', 'CLSSelfAttentionDetector', 'EncoderOutput', 'HierarchicalIntegrator',
+    'InferenceOnlyWrapper',
     'L2NormDetector', 'LOFDetector', 'NeighbourMeanMitigation', 'OutlierDetector', 'Outliers',
     'PAMR', 'SFPDataPreProcessor', 'SFPEncoder', 'SFPSegmentor', 'SemanticAwareAttentionEnhancer',
     'aggregate', 'build_detector', 'guidance_attention', 'guidance_similarity',

@@ -1,0 +1,11 @@
+_base_ = [
+    '../_base_/models/sfp_vit-b16.py',
+    '../_base_/datasets/coco_object.py',
+    '../_base_/default_runtime.py',
+]
+# The released ViT-B/16 setting (README: "Released settings").
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/cls_coco_object.txt',
+    logit_scale=55,
+    prob_thd=0.35,
+)

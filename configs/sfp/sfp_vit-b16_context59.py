@@ -1,0 +1,11 @@
+_base_ = [
+    '../_base_/models/sfp_vit-b16.py',
+    '../_base_/datasets/context59.py',
+    '../_base_/default_runtime.py',
+]
+# The released ViT-B/16 setting (README: "Released settings").
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/cls_context59.txt',
+    logit_scale=40,
+    prob_thd=0.0,
+)

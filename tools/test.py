@@ -1,0 +1,54 @@
+"""Evaluate SFP on a benchmark: ``python tools/test.py CONFIG [options]``.
+
+Examples:
+    python tools/test.py configs/sfp/sfp_vit-b16_voc21.py --data-root data/VOCdevkit/VOC2012
+    torchrun --nproc_per_node=8 tools/test.py configs/sfp/sfp_vit-b16_ade20k.py --launcher pytorch
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without install
+
+from mmengine.config import DictAction  # noqa: E402
+
+from sfp.evaluation import build_test_config, local_rank_from_args, run_test  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Evaluate SFP with mmengine\'s Runner.')
+    parser.add_argument('config', help='config file, e.g. configs/sfp/sfp_vit-b16_voc21.py')
+    parser.add_argument('--data-root', help='dataset folder (overrides the config)')
+    parser.add_argument('--clip-path', help="CLIP name ('ViT-B/16') or checkpoint file")
+    parser.add_argument('--work-dir', help='logs and metrics (default work_dirs/<config>)')
+    parser.add_argument('--show-dir', help='save visualised predictions here')
+    parser.add_argument('--out', help='save predicted label maps (PNG) here')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='allow --show-dir/--out folders that already hold files')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config entries, e.g. model.pm=LOF')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher for distributed evaluation')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    local_rank_from_args(args.local_rank)
+    try:
+        cfg = build_test_config(args.config, data_root=args.data_root, clip_path=args.clip_path,
+                                work_dir=args.work_dir, cfg_options=args.cfg_options,
+                                launcher=args.launcher, show_dir=args.show_dir,
+                                out_dir=args.out, overwrite=args.overwrite)
+        run_test(cfg)
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and type(err) is RuntimeError:
+            raise  # an unexpected failure: keep the traceback
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
