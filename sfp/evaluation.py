@@ -54,6 +54,8 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     loader = cfg.test_dataloader
     if loader.get('num_workers', 0) == 0:
         loader.persistent_workers = False  # PyTorch refuses it without workers
+    if not torch.cuda.is_available():
+        loader.pin_memory = False  # pinning only helps host-to-GPU copies
     if data_root:
         cfg.test_dataloader.dataset.data_root = data_root
     if clip_path:

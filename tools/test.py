@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from mmengine.config import DictAction  # noqa: E402
 
+from sfp.clip import CheckpointError  # noqa: E402
 from sfp.evaluation import build_test_config, local_rank_from_args, run_test  # noqa: E402
 
 
@@ -33,6 +34,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def user_message(err: Exception) -> str:
+    """The error's own message; for an error raised in a data-loader worker (whose text
+    carries the worker's traceback), its last line."""
+    text = str(err)
+    if 'Original Traceback' in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        text = lines[-1].split(': ', 1)[-1]
+    return text
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     local_rank_from_args(args.local_rank)
@@ -42,10 +53,8 @@ def main(argv=None) -> int:
                                 launcher=args.launcher, show_dir=args.show_dir,
                                 out_dir=args.out, overwrite=args.overwrite)
         run_test(cfg)
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
-        if isinstance(err, RuntimeError) and type(err) is RuntimeError:
-            raise  # an unexpected failure: keep the traceback
-        print(f'error: {err}', file=sys.stderr)
+    except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
+        print(f'error: {user_message(err)}', file=sys.stderr)
         return 2
     return 0
 
