@@ -5,7 +5,8 @@ from typing import Union
 
 from ...registry import OUTLIER_DETECTORS
 from .attention import CLSAttentionDetector, CLSSelfAttentionDetector
-from .base import OutlierDetector
+from .base import OutlierDetector, RankingDetector
+from .clustering import DBSCANDetector, KMeansDetector
 from .lof import LOFDetector, local_outlier_factor
 from .norm import L2NormDetector
 
@@ -34,5 +35,6 @@ def build_detector(pm: Union[str, dict], res_cls: float = 0.3) -> OutlierDetecto
         raise ValueError(f'bad arguments for outlier detector {cfg["type"]!r}: {err}') from err
 
 
-__all__ = ['CLSAttentionDetector', 'CLSSelfAttentionDetector', 'L2NormDetector', 'LOFDetector',
-           'OutlierDetector', 'build_detector', 'local_outlier_factor']
+__all__ = ['CLSAttentionDetector', 'CLSSelfAttentionDetector', 'DBSCANDetector', 'KMeansDetector',
+           'L2NormDetector', 'LOFDetector', 'OutlierDetector', 'RankingDetector', 'build_detector',
+           'local_outlier_factor']
