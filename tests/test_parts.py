@@ -16,6 +16,7 @@ from sfp.models import (
     guidance_attention,
     mitigate_outliers,
     postprocess_logits,
+    postprocess_resized,
     sliding_windows,
 )
 from sfp.models.detectors import local_outlier_factor
@@ -222,3 +223,21 @@ def test_pamr_does_not_bleed_across_an_edge():
     out = PAMR(num_iter=10, dilations=(1,))(image, mask)
     assert out[0, 0, :, 2].min() > 0.5  # class 0 fills its own region...
     assert out[0, 0, :, 3:].max() < 1e-6  # ...and never crosses the edge
+
+
+@pytest.mark.parametrize('area_thd', [None, 0.3])
+def test_banded_postprocessing_equals_full_resolution(area_thd):
+    torch.manual_seed(0)
+    coarse = torch.randn(5, 7, 9, dtype=torch.float64)
+    query_idx = torch.tensor([0, 1, 1, 2, 3])
+    size = (23, 31)
+    full = torch.nn.functional.interpolate(coarse[None], size=size, mode='bilinear',
+                                           align_corners=False)[0]
+    probs, labels = postprocess_logits(full, query_idx, 4, 10.0, 0.3, area_thd)
+    for budget in (1, 5 * 31 * 4, 1 << 24):  # one row per band ... everything at once
+        banded_probs, banded_labels = postprocess_resized(coarse, size, query_idx, 4, 10.0,
+                                                          0.3, area_thd, max_elements=budget)
+        assert torch.equal(banded_labels, labels)
+        assert torch.allclose(banded_probs, probs, atol=1e-12)
+    none, _ = postprocess_resized(coarse, size, query_idx, 4, 10.0, return_probs=False)
+    assert none is None

@@ -16,7 +16,7 @@ from .integrator import HierarchicalIntegrator
 from .mitigation import NeighbourMeanMitigation, mitigate_outliers
 from .outliers import Outliers
 from .pamr import PAMR
-from .postprocess import postprocess_logits
+from .postprocess import postprocess_logits, postprocess_resized
 from .segmentor import SFPSegmentor
 from .wrapper import InferenceOnlyWrapper
 
@@ -26,5 +26,6 @@ __all__ = [
     'L2NormDetector', 'LOFDetector', 'NeighbourMeanMitigation', 'OutlierDetector', 'Outliers',
     'PAMR', 'SFPDataPreProcessor', 'SFPEncoder', 'SFPSegmentor', 'SemanticAwareAttentionEnhancer',
     'aggregate', 'build_detector', 'guidance_attention', 'guidance_similarity',
-    'mitigate_outliers', 'patch_logits', 'postprocess_logits', 'sliding_windows'
+    'mitigate_outliers', 'patch_logits', 'postprocess_logits', 'postprocess_resized',
+    'sliding_windows'
 ]

@@ -1,7 +1,7 @@
 """Sliding-window geometry and per-crop logits."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,17 +32,19 @@ def sliding_windows(height: int, width: int, crop: int, stride: int) -> List[Win
 
 
 def patch_logits(features: torch.Tensor, queries: torch.Tensor, grid: Tuple[int, int],
-                 size: Tuple[int, int]) -> torch.Tensor:
-    """Cosine logits of patch features against queries, resized to ``size``.
+                 size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+    """Cosine logits of patch features against queries on the patch grid.
 
     Args:
         features: (B, N, D) patch features.
         queries: (Q, D) L2-normalised query features.
         grid: patch grid (rows, cols) with rows * cols == N.
-        size: output (height, width), reached by bilinear resizing (align_corners False).
+        size: if given, the logits are resized bilinearly (align_corners False) to it.
     Returns:
-        (B, Q, height, width).
+        (B, Q, rows, cols), or (B, Q, *size).
     """
     logits = F.normalize(features, dim=-1) @ queries.t()  # (B, N, Q)
     logits = logits.transpose(1, 2).reshape(features.shape[0], -1, *grid)
+    if size is None:
+        return logits
     return F.interpolate(logits, size=size, mode='bilinear', align_corners=False)

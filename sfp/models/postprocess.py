@@ -1,9 +1,16 @@
-"""From query logits to class probabilities and a label map."""
+"""From query logits to class probabilities and a label map.
+
+:func:`postprocess_logits` works on logits already at the output size.
+:func:`postprocess_resized` takes low-resolution logits and produces the same result at
+the output size in bands of rows, so that a large image never holds more than a band of
+full-resolution query logits at once.
+"""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
 
 def class_probabilities(logits: torch.Tensor, query_idx: torch.Tensor, num_classes: int,
@@ -20,15 +27,21 @@ def class_probabilities(logits: torch.Tensor, query_idx: torch.Tensor, num_class
     return out.scatter_reduce_(0, index, probs, 'amax', include_self=False)
 
 
-def suppress_small_classes(probs: torch.Tensor, area_thd: float) -> torch.Tensor:
-    """Zero the probabilities of small classes (in place).
+def small_class_mask(counts: torch.Tensor, area_thd: float) -> torch.Tensor:
+    """(C,) pixel counts per class (by argmax) -> (C,) True for classes to keep.
 
-    Counting pixels by the argmax, a class other than 0 whose count is at most
-    ``area_thd`` times the count of all pixels of classes other than 0 is suppressed.
+    Class 0 is always kept; another class is dropped when its count is at most
+    ``area_thd`` times the count of all pixels of classes other than 0.
     """
-    counts = torch.bincount(probs.argmax(dim=0).flatten(), minlength=probs.shape[0])[1:]
-    keep = counts > area_thd * counts.sum()
-    probs[1:] *= keep.to(probs.dtype).view(-1, 1, 1)
+    keep = torch.ones_like(counts, dtype=torch.bool)
+    keep[1:] = counts[1:] > area_thd * counts[1:].sum()
+    return keep
+
+
+def suppress_small_classes(probs: torch.Tensor, area_thd: float) -> torch.Tensor:
+    """Zero the probabilities of small classes (in place); see :func:`small_class_mask`."""
+    counts = torch.bincount(probs.argmax(dim=0).flatten(), minlength=probs.shape[0])
+    probs *= small_class_mask(counts, area_thd).to(probs.dtype).view(-1, 1, 1)
     return probs
 
 
@@ -53,3 +66,57 @@ def postprocess_logits(logits: torch.Tensor, query_idx: torch.Tensor, num_classe
     if area_thd is not None:
         suppress_small_classes(probs, area_thd)
     return probs, label_map(probs, prob_thd)
+
+
+def resized_row_bands(logits: torch.Tensor, size: Tuple[int, int],
+                      max_elements: int) -> Iterator[Tuple[slice, torch.Tensor]]:
+    """Bilinear resize (align_corners False) of (Q, h, w) logits to ``size``, band by band.
+
+    Yields (row slice, (Q, rows, W) band); each band holds at most about
+    ``max_elements`` values.  Columns are resized first, then each output row is the
+    same blend of two source rows that ``F.interpolate`` computes.
+    """
+    height, width = size
+    q, h, _ = logits.shape
+    wide = F.interpolate(logits[None], size=(h, width), mode='bilinear',
+                         align_corners=False)[0]  # (Q, h, W): rows untouched
+    src = ((torch.arange(height, device=logits.device, dtype=torch.float64) + 0.5)
+           * (h / height) - 0.5).clamp_min(0)
+    low = src.floor().long().clamp_max(h - 1)
+    high = (low + 1).clamp_max(h - 1)
+    frac = (src - low).to(logits.dtype).view(1, -1, 1)
+    rows = max(1, max_elements // max(q * width, 1))
+    for start in range(0, height, rows):
+        band = slice(start, min(start + rows, height))
+        f = frac[:, band]
+        yield band, wide[:, low[band]] * (1 - f) + wide[:, high[band]] * f
+
+
+def postprocess_resized(logits: torch.Tensor, size: Tuple[int, int], query_idx: torch.Tensor,
+                        num_classes: int, logit_scale: float, prob_thd: float = 0.0,
+                        area_thd: Optional[float] = None, return_probs: bool = True,
+                        max_elements: int = 1 << 24
+                        ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+    """:func:`postprocess_logits` of ``logits`` (Q, h, w) resized to ``size``, in bands.
+
+    Returns probabilities (C, H, W) (None unless ``return_probs``) and labels (1, H, W).
+    The area threshold needs whole-image counts, so it costs a second pass.
+    """
+    height, width = size
+    keep = None
+    if area_thd is not None:
+        counts = torch.zeros(num_classes, dtype=torch.long, device=logits.device)
+        for _, band in resized_row_bands(logits, size, max_elements):
+            probs = class_probabilities(band, query_idx, num_classes, logit_scale)
+            counts += torch.bincount(probs.argmax(0).flatten(), minlength=num_classes)
+        keep = small_class_mask(counts, area_thd).to(logits.dtype).view(-1, 1, 1)
+    labels = torch.empty((1, height, width), dtype=torch.long, device=logits.device)
+    all_probs = (logits.new_empty((num_classes, height, width)) if return_probs else None)
+    for rows, band in resized_row_bands(logits, size, max_elements):
+        probs = class_probabilities(band, query_idx, num_classes, logit_scale)
+        if keep is not None:
+            probs *= keep
+        labels[:, rows] = label_map(probs, prob_thd)
+        if all_probs is not None:
+            all_probs[:, rows] = probs
+    return all_probs, labels

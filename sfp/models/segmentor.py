@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.registry import MODELS
@@ -20,7 +21,7 @@ from .enhancer import SemanticAwareAttentionEnhancer
 from .inference import patch_logits, sliding_windows
 from .integrator import HierarchicalIntegrator
 from .pamr import PAMR
-from .postprocess import postprocess_logits
+from .postprocess import postprocess_logits, postprocess_resized
 
 ImageBatch = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -68,6 +69,8 @@ class SFPSegmentor(BaseSegmentor):
             ``stream_mitigation_blocks`` ...).
         text_cache: cache the query features on disk (see
             :func:`sfp.text.build_query_features`).
+        return_probs: store the class probabilities (``seg_logits``) in the predictions;
+            False keeps only the label maps (less memory for very large images).
     """
 
     def __init__(self,
@@ -91,6 +94,7 @@ class SFPSegmentor(BaseSegmentor):
                  templates: Union[str, Path, Sequence[str], None] = None,
                  encoder_cfg: Optional[dict] = None,
                  text_cache: bool = True,
+                 return_probs: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         _check_arguments(prob_thd=prob_thd, logit_scale=logit_scale, slide_crop=slide_crop,
@@ -128,6 +132,7 @@ class SFPSegmentor(BaseSegmentor):
         self.slide_stride = slide_stride
         self.slide_crop = slide_crop
         self.crop_batch_size = crop_batch_size
+        self.return_probs = return_probs
         self.pamr = PAMR(pamr_steps, dilations=pamr_stride) if pamr_steps > 0 else None
         self.data_preprocessor.to(device)
 
@@ -180,9 +185,8 @@ class SFPSegmentor(BaseSegmentor):
                     counts[i][:, y1:y2, x1:x2] += 1
         return [s / c for s, c in zip(sums, counts)]
 
-    def whole_logits(self, images: Sequence[torch.Tensor],
-                     sizes: Sequence[Tuple[int, int]]) -> List[torch.Tensor]:
-        """Logits of each image encoded whole, resized straight to ``sizes``."""
+    def whole_logits(self, images: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Patch-grid logits (Q, rows, cols) of each image encoded whole."""
         results: List[Optional[torch.Tensor]] = [None] * len(images)
         by_shape: Dict[tuple, List[int]] = defaultdict(list)
         for i, img in enumerate(images):
@@ -191,55 +195,72 @@ class SFPSegmentor(BaseSegmentor):
             for start in range(0, len(indices), self.crop_batch_size):
                 chunk = indices[start:start + self.crop_batch_size]
                 out = self.encoder(torch.stack([images[i] for i in chunk]).to(self.dtype))
+                logits = patch_logits(out.features, self.query_features, out.grid)
                 for j, i in enumerate(chunk):
-                    results[i] = patch_logits(out.features[j:j + 1], self.query_features,
-                                              out.grid, sizes[i])[0].to(self.compute_dtype)
+                    results[i] = logits[j].to(self.compute_dtype)
         return results
+
+    def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Query logits before the final resize: (Q, H, W) at the input size in sliding
+        mode, (Q, rows, cols) on the patch grid in whole-image mode."""
+        return self.slide_logits(images) if self.slide_crop > 0 else self.whole_logits(images)
 
     @torch.no_grad()
     def inference(self, inputs: ImageBatch, batch_img_metas: Sequence[dict]) -> List[torch.Tensor]:
         """Query logits (Q, H, W) of each image at its ``ori_shape``, before the softmax."""
         images = self._image_list(inputs)
-        sizes = [tuple(int(s) for s in meta['ori_shape'][:2]) for meta in batch_img_metas]
-        if self.slide_crop > 0:
-            logits = [torch.nn.functional.interpolate(
-                x[None], size=size, mode='bilinear', align_corners=False)[0]
-                for x, size in zip(self.slide_logits(images), sizes)]
-        else:
-            logits = self.whole_logits(images, sizes)
+        logits = [F.interpolate(x[None], size=_ori_size(meta), mode='bilinear',
+                                align_corners=False)[0]
+                  for x, meta in zip(self.coarse_logits(images), batch_img_metas)]
         if self.pamr is not None:
             logits = [self._refine(img, x) for img, x in zip(images, logits)]
         return logits
 
     def _refine(self, image: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        image = torch.nn.functional.interpolate(
-            image[None].to(logits.dtype), size=logits.shape[-2:], mode='bilinear',
-            align_corners=False)
+        image = F.interpolate(image[None].to(logits.dtype), size=logits.shape[-2:],
+                              mode='bilinear', align_corners=False)
         return self.pamr(image, logits[None])[0]
 
+    @torch.no_grad()
     def predict(self, inputs: ImageBatch,
                 data_samples: Optional[List[SegDataSample]] = None) -> List[SegDataSample]:
-        """Segment a batch; each data sample gets ``seg_logits`` (class probabilities,
-        C x H x W) and ``pred_sem_seg`` (1 x H x W) at its ``ori_shape``.
+        """Segment a batch; each data sample gets ``pred_sem_seg`` (1 x H x W) and, with
+        ``return_probs``, ``seg_logits`` (class probabilities, C x H x W) at its
+        ``ori_shape``.  Without ``data_samples`` the inputs' own sizes are the output sizes.
 
-        Without ``data_samples`` the inputs' own sizes are the output sizes.
+        Without PAMR, full-resolution logits are produced in bands of rows, so memory
+        stays bounded for very large images.
         """
         images = self._image_list(inputs)
         if data_samples is None:
             data_samples = [SegDataSample(metainfo=dict(ori_shape=tuple(img.shape[-2:]),
                                                          img_shape=tuple(img.shape[-2:])))
                             for img in images]
-        logits = self.inference(images, [s.metainfo for s in data_samples])
-        return self.postprocess_result(logits, data_samples)
+        if self.pamr is not None:
+            logits = self.inference(images, [s.metainfo for s in data_samples])
+            return self.postprocess_result(logits, data_samples)
+        for coarse, sample in zip(self.coarse_logits(images), data_samples):
+            probs, labels = postprocess_resized(
+                coarse, _ori_size(sample.metainfo), self.query_idx, self.num_classes,
+                self.logit_scale, self.prob_thd, self.area_thd, self.return_probs)
+            self._store(sample, probs, labels)
+        return data_samples
 
     def postprocess_result(self, seg_logits: Sequence[torch.Tensor],
                            data_samples: List[SegDataSample]) -> List[SegDataSample]:
+        """Post-process full-resolution query logits into each data sample."""
         for logits, sample in zip(seg_logits, data_samples):
             probs, labels = postprocess_logits(logits, self.query_idx, self.num_classes,
                                                self.logit_scale, self.prob_thd, self.area_thd)
-            sample.set_data({'seg_logits': PixelData(data=probs),
-                             'pred_sem_seg': PixelData(data=labels)})
+            self._store(sample, probs if self.return_probs else None, labels)
         return data_samples
+
+    @staticmethod
+    def _store(sample: SegDataSample, probs: Optional[torch.Tensor],
+               labels: torch.Tensor) -> None:
+        if probs is not None:
+            sample.set_data({'seg_logits': PixelData(data=probs)})
+        sample.set_data({'pred_sem_seg': PixelData(data=labels)})
 
     # -- the rest of mmseg's segmentor interface --------------------------------------
     def extract_feat(self, inputs: ImageBatch) -> List[torch.Tensor]:
@@ -260,6 +281,10 @@ class SFPSegmentor(BaseSegmentor):
 
     def loss(self, inputs, data_samples):
         raise RuntimeError('SFP is training-free: the segmentor has no loss to train with')
+
+
+def _ori_size(meta: dict) -> Tuple[int, int]:
+    return tuple(int(s) for s in meta['ori_shape'][:2])
 
 
 def _check_arguments(**values) -> None:

@@ -45,10 +45,10 @@ class DBSCANDetector(OutlierDetector):
     Distances are cosine distances (1 - cosine similarity).  ``eps`` defaults to a
     data-driven radius per crop: ``eps_scale`` times the median over tokens of the
     distance to their ``min_samples``-th nearest neighbour, so dense regions form
-    clusters whatever the layer's spread.  Core tokens have at least ``min_samples`` neighbours within eps
-    (themselves included); clusters are the connected components of core tokens, border
-    tokens join a neighbouring core's cluster, the rest is noise.  Outliers, most
-    isolated first (largest k-distance), are capped at ``max_outliers``.
+    clusters whatever the layer's spread.  Core tokens have at least ``min_samples``
+    neighbours within eps (themselves included); clusters are the connected components
+    of core tokens, border tokens join a neighbouring core's cluster, the rest is noise.
+    Outliers, most isolated first (largest k-distance), are capped at ``max_outliers``.
     """
 
     def __init__(self, eps: Optional[float] = None, min_samples: int = 5,
