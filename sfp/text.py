@@ -60,6 +60,13 @@ def flatten_queries(classes: Sequence[Sequence[str]]) -> Tuple[List[str], List[i
     return names, index
 
 
+def load_vocabulary(name_file: Union[PathLike, Sequence[Sequence[str]]]) -> List[List[str]]:
+    """Synonym lists from a class-name file or from already split synonym lists."""
+    if isinstance(name_file, (str, Path)):
+        return read_class_names(name_file)
+    return parse_class_names([', '.join(names) for names in name_file])
+
+
 def read_templates(path: Optional[PathLike] = None) -> List[str]:
     """Prompt templates, one per line with ``{}`` for the name (default: CLIP's 80)."""
     path = Path(path) if path else DEFAULT_TEMPLATES_FILE
@@ -110,8 +117,7 @@ def build_query_features(model: CLIP, name_file: Union[PathLike, Sequence[Sequen
     file, the query names, the templates and the dtype: a second start skips the text
     encoder, and any change to those is a different entry, never a stale one.
     """
-    classes = (read_class_names(name_file) if isinstance(name_file, (str, Path))
-               else parse_class_names([', '.join(c) for c in name_file]))
+    classes = load_vocabulary(name_file)
     if templates is None or isinstance(templates, (str, Path)):
         templates = read_templates(templates)
     names, index = flatten_queries(classes)

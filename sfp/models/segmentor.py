@@ -13,7 +13,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from .. import clip
-from ..text import build_query_features
+from ..text import build_query_features, load_vocabulary
 from .data_preprocessor import SFPDataPreProcessor
 from .detectors import build_detector
 from .encoder import SFPEncoder
@@ -47,7 +47,8 @@ class SFPSegmentor(BaseSegmentor):
 
     Args:
         clip_path: CLIP model name ('ViT-B/16', ...) or checkpoint path.
-        name_path: class-name file: one class per line, synonyms separated by commas.
+        name_path: class-name file (one class per line, synonyms separated by commas),
+            or the synonym lists themselves.
         device: where the model runs (default: CUDA when available, else CPU).
         pamr_steps: PAMR iterations on the logits (0 = off, as in every released setting).
         pamr_stride: PAMR dilations.
@@ -75,7 +76,7 @@ class SFPSegmentor(BaseSegmentor):
 
     def __init__(self,
                  clip_path: str,
-                 name_path: Union[str, Path],
+                 name_path: Union[str, Path, Sequence[Sequence[str]]],
                  device: Union[str, torch.device, None] = None,
                  pamr_steps: int = 0,
                  pamr_stride: Sequence[int] = (8, 16),
@@ -111,10 +112,12 @@ class SFPSegmentor(BaseSegmentor):
 
         # Text features in at least float32, then keep only the image tower.
         text_dtype = torch.promote_types(dtype, torch.float32)
+        classes = load_vocabulary(name_path)  # fail on a bad class file before loading CLIP
         checkpoint = clip.resolve_checkpoint(clip_path)
         model = clip.load(checkpoint, device=device, precision=text_dtype)
+        self.class_names = [names[0] for names in classes]
         query_features, query_idx = build_query_features(
-            model, name_path, templates, checkpoint=checkpoint if text_cache else None)
+            model, classes, templates, checkpoint=checkpoint if text_cache else None)
         self.encoder = SFPEncoder(
             model.visual.to(dtype),
             detector=detector,

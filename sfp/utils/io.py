@@ -10,6 +10,12 @@ from typing import IO, Iterator, Union
 PathLike = Union[str, Path]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = 'wb') -> Iterator[IO]:
     """Open a temporary file beside ``path``; it replaces ``path`` only on success.
@@ -23,6 +29,7 @@ def atomic_write(path: PathLike, mode: str = 'wb') -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from others
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -1,0 +1,56 @@
+"""Colour label maps, overlay them on images and draw a legend."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def make_palette(num_classes: int) -> np.ndarray:
+    """(num_classes, 3) uint8 RGB colours, distinct and stable (PASCAL's bit scheme)."""
+    palette = np.zeros((num_classes, 3), dtype=np.uint8)
+    for index in range(num_classes):
+        value, r, g, b = index, 0, 0, 0
+        for bit in range(8):
+            r |= ((value >> 0) & 1) << (7 - bit)
+            g |= ((value >> 1) & 1) << (7 - bit)
+            b |= ((value >> 2) & 1) << (7 - bit)
+            value >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(H, W) integer labels -> (H, W, 3) RGB; labels outside the palette are black."""
+    safe = np.where((labels >= 0) & (labels < len(palette)), labels, 0)
+    colours = palette[safe]
+    colours[(labels < 0) | (labels >= len(palette))] = 0
+    return colours
+
+
+def overlay(image_rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray,
+            alpha: float = 0.55) -> np.ndarray:
+    """Blend the coloured label map over an RGB image of the same size."""
+    blended = (1 - alpha) * image_rgb.astype(np.float32) + alpha * colorize(labels, palette)
+    return blended.round().clip(0, 255).astype(np.uint8)
+
+
+def add_legend(image_rgb: np.ndarray, class_names: Sequence[str], palette: np.ndarray,
+               classes: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Append a legend panel (colour swatch + name per class) to the right of the image."""
+    classes = list(range(len(class_names))) if classes is None else list(classes)
+    font = ImageFont.load_default()
+    row = 18
+    width = 28 + max((int(font.getlength(class_names[c])) for c in classes), default=0) + 12
+    height = max(image_rgb.shape[0], row * len(classes) + 12)
+    canvas = Image.new('RGB', (image_rgb.shape[1] + width, height), (255, 255, 255))
+    canvas.paste(Image.fromarray(image_rgb), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    x = image_rgb.shape[1] + 8
+    for i, c in enumerate(classes):
+        y = 6 + i * row
+        draw.rectangle([x, y, x + 14, y + 14], fill=tuple(int(v) for v in palette[c]),
+                       outline=(0, 0, 0))
+        draw.text((x + 20, y + 1), class_names[c], fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
