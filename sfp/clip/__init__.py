@@ -6,12 +6,14 @@ from .errors import (
                      UnknownModelError,
 )
 from .loader import (
+                     ARCHITECTURES,
                      PRECISIONS,
                      available_models,
                      build_model,
                      cache_dir,
                      load,
                      precision_dtype,
+                     random_model,
                      read_state_dict,
                      resolve_checkpoint,
 )
@@ -19,8 +21,9 @@ from .model import CLIP, CLIPConfig, VisionTransformer, infer_config, resize_pat
 from .tokenizer import SimpleTokenizer, tokenize
 
 __all__ = [
-    'CLIP', 'CLIPConfig', 'CheckpointError', 'CheckpointNotFoundError', 'ChecksumMismatchError',
-    'PRECISIONS', 'SimpleTokenizer', 'UnknownModelError', 'VisionTransformer',
-    'available_models', 'build_model', 'cache_dir', 'infer_config', 'load', 'precision_dtype',
-    'read_state_dict', 'resize_patch_pos_embed', 'resolve_checkpoint', 'tokenize'
+    'ARCHITECTURES', 'CLIP', 'CLIPConfig', 'CheckpointError', 'CheckpointNotFoundError',
+    'ChecksumMismatchError', 'PRECISIONS', 'SimpleTokenizer', 'UnknownModelError',
+    'VisionTransformer', 'available_models', 'build_model', 'cache_dir', 'infer_config', 'load',
+    'precision_dtype', 'random_model', 'read_state_dict', 'resize_patch_pos_embed',
+    'resolve_checkpoint', 'tokenize'
 ]

@@ -25,7 +25,7 @@ from .errors import (
     ChecksumMismatchError,
     UnknownModelError,
 )
-from .model import CLIP, infer_config
+from .model import CLIP, CLIPConfig, infer_config
 
 _BASE_URL = 'https://openaipublic.azureedge.net/clip/models'
 # name -> (sha256, file name); the URL is f'{_BASE_URL}/{sha256}/{file name}'.
@@ -38,6 +38,13 @@ _MODELS: Dict[str, tuple] = {
                  'ViT-L-14.pt'),
     'ViT-L/14@336px': ('3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02',
                        'ViT-L-14-336px.pt'),
+}
+
+# OpenAI's published architectures, for random-weight models (benchmarks, tests).
+ARCHITECTURES: Dict[str, CLIPConfig] = {
+    'ViT-B/32': CLIPConfig(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12),
+    'ViT-B/16': CLIPConfig(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12),
+    'ViT-L/14': CLIPConfig(768, 224, 24, 1024, 14, 77, 49408, 768, 12, 12),
 }
 
 PRECISIONS: Dict[str, torch.dtype] = {
@@ -218,3 +225,23 @@ def load(name_or_path: Union[str, Path], device: Union[str, torch.device] = 'cpu
     model = model.to(device=device, dtype=dtype).eval()
     model.requires_grad_(False)
     return model
+
+
+def random_model(architecture: str = 'ViT-B/16', seed: int = 0) -> CLIP:
+    """A CLIP of a published architecture with random weights (OpenAI's initialisation
+    scales), for measuring speed and memory where the real weights are not at hand."""
+    if architecture not in ARCHITECTURES:
+        raise UnknownModelError(f'unknown architecture {architecture!r}; known: '
+                                f'{", ".join(ARCHITECTURES)}')
+    generator = torch.Generator().manual_seed(seed)
+    model = CLIP(ARCHITECTURES[architecture])
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if any(part.startswith('ln') for part in name.split('.')[:-1]):
+                param.fill_(1.0 if name.endswith('weight') else 0.0)
+            elif name.endswith('bias'):
+                param.zero_()
+            elif param.dim() > 0:  # the scalar logit_scale keeps its initial value
+                fan_in = param.shape[-1]
+                param.normal_(0, fan_in ** -0.5, generator=generator)
+    return model.eval().requires_grad_(False)

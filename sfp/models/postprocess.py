@@ -78,6 +78,11 @@ def resized_row_bands(logits: torch.Tensor, size: Tuple[int, int],
     """
     height, width = size
     q, h, _ = logits.shape
+    rows = max(1, max_elements // max(q * width, 1))
+    if rows >= height:  # everything fits in one band
+        yield slice(0, height), F.interpolate(logits[None], size=size, mode='bilinear',
+                                              align_corners=False)[0]
+        return
     wide = F.interpolate(logits[None], size=(h, width), mode='bilinear',
                          align_corners=False)[0]  # (Q, h, W): rows untouched
     src = ((torch.arange(height, device=logits.device, dtype=torch.float64) + 0.5)
@@ -85,7 +90,6 @@ def resized_row_bands(logits: torch.Tensor, size: Tuple[int, int],
     low = src.floor().long().clamp_max(h - 1)
     high = (low + 1).clamp_max(h - 1)
     frac = (src - low).to(logits.dtype).view(1, -1, 1)
-    rows = max(1, max_elements // max(q * width, 1))
     for start in range(0, height, rows):
         band = slice(start, min(start + rows, height))
         f = frac[:, band]

@@ -46,7 +46,8 @@ class SFPSegmentor(BaseSegmentor):
     release's name ``SFPForSegmentation``) and a few more.
 
     Args:
-        clip_path: CLIP model name ('ViT-B/16', ...) or checkpoint path.
+        clip_path: CLIP model name ('ViT-B/16', ...), checkpoint path, or a loaded
+            :class:`sfp.clip.CLIP` (used as it is; its weights become the segmentor's).
         name_path: class-name file (one class per line, synonyms separated by commas),
             or the synonym lists themselves.
         device: where the model runs (default: CUDA when available, else CPU).
@@ -75,7 +76,7 @@ class SFPSegmentor(BaseSegmentor):
     """
 
     def __init__(self,
-                 clip_path: str,
+                 clip_path: Union[str, Path, clip.CLIP],
                  name_path: Union[str, Path, Sequence[Sequence[str]]],
                  device: Union[str, torch.device, None] = None,
                  pamr_steps: int = 0,
@@ -113,8 +114,11 @@ class SFPSegmentor(BaseSegmentor):
         # Text features in at least float32, then keep only the image tower.
         text_dtype = torch.promote_types(dtype, torch.float32)
         classes = load_vocabulary(name_path)  # fail on a bad class file before loading CLIP
-        checkpoint = clip.resolve_checkpoint(clip_path)
-        model = clip.load(checkpoint, device=device, precision=text_dtype)
+        if isinstance(clip_path, clip.CLIP):
+            checkpoint, model = None, clip_path.to(device=device, dtype=text_dtype)
+        else:
+            checkpoint = clip.resolve_checkpoint(clip_path)
+            model = clip.load(checkpoint, device=device, precision=text_dtype)
         self.class_names = [names[0] for names in classes]
         query_features, query_idx = build_query_features(
             model, classes, templates, checkpoint=checkpoint if text_cache else None)
