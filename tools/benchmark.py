@@ -171,11 +171,12 @@ def main(argv=None) -> int:
             results[mode] = run_worker(cfg)
             print(f"{results[mode]['size']} {mode}: {results[mode]['images_per_s']:.2f} "
                   f"images/s", file=sys.stderr)
+        floor, release = results.get('floor'), results.get('release')
         for mode, row in results.items():
-            if 'floor' in results and mode != 'floor':
-                row['vs_floor'] = f"{row['crops_per_s'] / results['floor']['crops_per_s']:.2f}"
-            if 'release' in results and mode != 'release':
-                row['vs_release'] = (f"{row['images_per_s'] / results['release']['images_per_s']:.1f}x")
+            if floor and mode != 'floor':
+                row['vs_floor'] = f"{row['crops_per_s'] / floor['crops_per_s']:.2f}"
+            if release and mode != 'release':
+                row['vs_release'] = f"{row['images_per_s'] / release['images_per_s']:.1f}x"
             rows.append(row)
     device_name = torch.cuda.get_device_name() if gpu else platform.processor() or 'cpu'
     header = (f'backbone {args.backbone}{" (random weights)" if args.random else ""}, '
