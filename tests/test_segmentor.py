@@ -121,7 +121,7 @@ def test_precisions_agree_with_fp64(golden, make_segmentor, precision, min_agree
     (dict(slide_crop=-1), 'slide_crop must be a non-negative int'),
     (dict(slide_stride=0), 'slide_stride must be a positive int'),
     (dict(area_thd=2), 'area_thd must be None or a fraction'),
-    (dict(crop_batch_size=0), 'crop_batch_size must be a positive int'),
+    (dict(crop_batch_size=0), 'crop_batch_size must be None .* or a positive int'),
     (dict(logit_scale=0), 'logit_scale must be positive'),
     (dict(encoder_cfg=dict(pre_guidance_block=12)),
      'pre_guidance_block = 12: must be a block from 1 to 11'),
@@ -147,3 +147,16 @@ def test_bad_input_shape(make_segmentor):
 def test_training_is_refused(make_segmentor):
     with pytest.raises(RuntimeError, match='training-free'):
         make_segmentor(pm='SOM').loss(None, None)
+
+
+def test_crop_batches_follow_the_memory_budget(make_segmentor, images):
+    roomy = make_segmentor(pm='SOM', memory_budget_mb=4096)
+    tight = make_segmentor(pm='SOM', memory_budget_mb=1)
+    assert tight.crops_per_batch((224, 224)) == 1
+    assert roomy.crops_per_batch((224, 224)) > roomy.crops_per_batch((448, 448)) > 1
+    assert make_segmentor(pm='SOM', crop_batch_size=7).crops_per_batch((224, 224)) == 7
+    shapes = [(336, 505), (336, 462)]
+    a = roomy.predict(images[:2], samples_for(shapes))
+    b = tight.predict(images[:2], samples_for(shapes))
+    for x, y in zip(a, b):
+        assert torch.equal(x.pred_sem_seg.data, y.pred_sem_seg.data)

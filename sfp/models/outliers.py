@@ -68,10 +68,6 @@ class Outliers:
         index = torch.where(order < n, order, torch.full_like(order, -1))
         return cls(_trim(index), grid)
 
-    def select(self, crops: torch.Tensor) -> Outliers:
-        """Outliers of a subset of the crops."""
-        return Outliers(_trim(self.index[crops]), self.grid)
-
 
 def _trim(index: torch.Tensor) -> torch.Tensor:
     """Drop trailing columns that are padding for every crop."""

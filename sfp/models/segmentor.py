@@ -65,7 +65,10 @@ class SFPSegmentor(BaseSegmentor):
             CLS-attention weight to ``5 * res_cls``, as the release).
         cross_s, cross_e: the integrator sums blocks ``cross_s + 1 .. cross_e``.
         precision: 'fp32', 'fp16', 'bf16' or 'fp64' (default: fp16 on GPU, fp32 on CPU).
-        crop_batch_size: crops encoded per forward pass, across all images of a batch.
+        crop_batch_size: crops encoded per forward pass, across all images of a batch;
+            None sizes batches to ``memory_budget_mb`` (see :meth:`crops_per_batch`).
+        memory_budget_mb: working memory for one crop batch (default: half of the free
+            GPU memory, or 2048 MiB on the CPU).
         templates: prompt template file or list (default: CLIP's 80 ImageNet templates).
         encoder_cfg: further :class:`SFPEncoder` arguments (block choices,
             ``stream_mitigation_blocks`` ...).
@@ -92,7 +95,8 @@ class SFPSegmentor(BaseSegmentor):
                  cross_s: int = 3,
                  cross_e: int = 10,
                  precision: Optional[str] = None,
-                 crop_batch_size: int = 64,
+                 crop_batch_size: Optional[int] = None,
+                 memory_budget_mb: Optional[float] = None,
                  templates: Union[str, Path, Sequence[str], None] = None,
                  encoder_cfg: Optional[dict] = None,
                  text_cache: bool = True,
@@ -139,6 +143,7 @@ class SFPSegmentor(BaseSegmentor):
         self.slide_stride = slide_stride
         self.slide_crop = slide_crop
         self.crop_batch_size = crop_batch_size
+        self.memory_budget_mb = memory_budget_mb
         self.return_probs = return_probs
         self.pamr = PAMR(pamr_steps, dilations=pamr_stride) if pamr_steps > 0 else None
         self.data_preprocessor.to(device)
@@ -162,6 +167,28 @@ class SFPSegmentor(BaseSegmentor):
                 raise ValueError(f'expected images of shape (3, H, W), got {tuple(img.shape)}')
         return [img.to(self.query_features.device) for img in images]
 
+    def crops_per_batch(self, size: Tuple[int, int]) -> int:
+        """Crops of ``size`` encoded together: ``crop_batch_size``, or as many as fit the
+        memory budget by an estimate of one crop's peak working set (tokens and MLP
+        activations of a block, the materialised attention of the detection block, the
+        N x N guidance matrices, the crop's query logits before and after resizing)."""
+        if self.crop_batch_size is not None:
+            return self.crop_batch_size
+        visual = self.encoder.visual
+        rows, cols = visual.grid_size(*size)
+        n = rows * cols + 1
+        elements = (n * visual.width * 12 + 2 * visual.heads * n * n + 6 * n * n
+                    + 2 * self.num_queries * size[0] * size[1])
+        per_crop = elements * torch.finfo(self.compute_dtype).bits // 8
+        device = self.query_features.device
+        if self.memory_budget_mb is not None:
+            budget = self.memory_budget_mb * 2 ** 20
+        elif device.type == 'cuda':
+            budget = torch.cuda.mem_get_info(device)[0] / 2
+        else:
+            budget = 2048 * 2 ** 20
+        return int(max(1, min(512, budget // per_crop)))
+
     def _encode_crops(self, crops: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
         """(B, 3, h, w) crops -> (B, Q, *size) cosine logits."""
         out = self.encoder(crops.to(self.dtype))
@@ -183,8 +210,9 @@ class SFPSegmentor(BaseSegmentor):
             for y1, y2, x1, x2 in sliding_windows(h, w, self.slide_crop, self.slide_stride):
                 by_size[(y2 - y1, x2 - x1)].append((i, y1, y2, x1, x2))
         for size, jobs in by_size.items():
-            for start in range(0, len(jobs), self.crop_batch_size):
-                chunk = jobs[start:start + self.crop_batch_size]
+            step = self.crops_per_batch(size)
+            for start in range(0, len(jobs), step):
+                chunk = jobs[start:start + step]
                 crops = torch.stack([images[i][:, y1:y2, x1:x2] for i, y1, y2, x1, x2 in chunk])
                 logits = self._encode_crops(crops, size).to(self.compute_dtype)
                 for (i, y1, y2, x1, x2), crop_logits in zip(chunk, logits):
@@ -198,9 +226,10 @@ class SFPSegmentor(BaseSegmentor):
         by_shape: Dict[tuple, List[int]] = defaultdict(list)
         for i, img in enumerate(images):
             by_shape[tuple(img.shape)].append(i)
-        for indices in by_shape.values():
-            for start in range(0, len(indices), self.crop_batch_size):
-                chunk = indices[start:start + self.crop_batch_size]
+        for shape, indices in by_shape.items():
+            step = self.crops_per_batch(shape[-2:])
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
                 out = self.encoder(torch.stack([images[i] for i in chunk]).to(self.dtype))
                 logits = patch_logits(out.features, self.query_features, out.grid)
                 for j, i in enumerate(chunk):
@@ -303,7 +332,8 @@ def _check_arguments(**values) -> None:
                        'a non-negative int (0 = whole image)'),
         'slide_stride': (lambda v: isinstance(v, int) and v > 0, 'a positive int'),
         'area_thd': (lambda v: v is None or 0 <= v < 1, 'None or a fraction in [0, 1)'),
-        'crop_batch_size': (lambda v: isinstance(v, int) and v > 0, 'a positive int'),
+        'crop_batch_size': (lambda v: v is None or isinstance(v, int) and v > 0,
+                            'None (sized to the memory budget) or a positive int'),
         'pamr_steps': (lambda v: isinstance(v, int) and v >= 0, 'a non-negative int'),
     }
     for name, value in values.items():

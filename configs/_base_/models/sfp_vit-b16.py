@@ -14,6 +14,7 @@ model = dict(
     slide_crop=224,
     slide_stride=112,
     precision=None,  # fp16 on GPU, fp32 on CPU; 'bf16' and 'fp64' also work
-    crop_batch_size=64,
+    crop_batch_size=None,  # None: as many crops per batch as fit memory_budget_mb
+    memory_budget_mb=None,  # None: half the free GPU memory, or 2 GiB on the CPU
     pamr_steps=0,
 )

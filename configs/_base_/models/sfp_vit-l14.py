@@ -1,19 +1,5 @@
-# SFP on CLIP ViT-L/14. Benchmark configs set name_path and the thresholds.
-model = dict(
-    type='SFPSegmentor',
-    clip_path='ViT-L/14',  # a model name (downloaded once, sha256-checked) or a local file
-    name_path=None,
-    # Ablation switches, as in the release: purify=False removes outlier detection and
-    # mitigation; pm picks the detector ('SOM' default, 'L2', 'LOF', 'cls_attn', 'DBSCAN'
-    # ... or a dict such as dict(type='LOF', n_neighbors=20)).
-    purify=True,
-    pm='SOM',
-    res_cls=0.3,
-    cross_s=3,  # the hierarchical integrator sums blocks cross_s + 1 .. cross_e
-    cross_e=10,
-    slide_crop=224,
-    slide_stride=112,
-    precision=None,  # fp16 on GPU, fp32 on CPU; 'bf16' and 'fp64' also work
-    crop_batch_size=64,
-    pamr_steps=0,
-)
+# SFP on CLIP ViT-L/14: the ViT-B/16 model with another backbone. The block choices
+# (detection after block L-1, guidance from blocks 9 and 4, integrator over 4..10) follow
+# the release for every depth.
+_base_ = './sfp_vit-b16.py'
+model = dict(clip_path='ViT-L/14')

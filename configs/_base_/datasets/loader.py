@@ -1,0 +1,16 @@
+# What every benchmark shares: the test pipeline (resize to a short side of 336, long side
+# at most 2048, as released) and a batched, multi-worker, pinned-memory loader. Dataset
+# configs fill in test_dataloader.dataset; ADE20K and Cityscapes change the short side.
+test_pipeline = [
+    dict(type='LoadImageChecked'),
+    dict(type='Resize', scale=(2048, 336), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+test_dataloader = dict(
+    batch_size=4,
+    num_workers=4,
+    persistent_workers=True,
+    pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(pipeline=test_pipeline))
