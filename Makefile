@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 demo: $(STAMP)
-	$(PY) tools/demo.py demo/images --vocab demo/classes.txt --clip-path ViT-B/16 --out-dir demo_outputs
+	$(PY) tools/demo.py demo/images --vocab voc21 --clip-path ViT-B/16 --out-dir demo_outputs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
