@@ -160,3 +160,13 @@ def test_crop_batches_follow_the_memory_budget(make_segmentor, images):
     b = tight.predict(images[:2], samples_for(shapes))
     for x, y in zip(a, b):
         assert torch.equal(x.pred_sem_seg.data, y.pred_sem_seg.data)
+
+
+def test_enhancer_and_integrator_ablations(make_segmentor, images):
+    meta = [dict(ori_shape=(336, 505))]
+    full = make_segmentor(pm='SOM').inference(images[0][None].double(), meta)[0]
+    for part in ('enhancer', 'integrator'):
+        seg = make_segmentor(pm='SOM', encoder_cfg={part: None})
+        assert getattr(seg.encoder, part) is None
+        ablated = seg.inference(images[0][None].double(), meta)[0]
+        assert torch.isfinite(ablated).all() and (ablated - full).abs().max() > 1e-6

@@ -71,7 +71,8 @@ class SFPSegmentor(BaseSegmentor):
             GPU memory, or 2048 MiB on the CPU).
         templates: prompt template file or list (default: CLIP's 80 ImageNet templates).
         encoder_cfg: further :class:`SFPEncoder` arguments (block choices,
-            ``stream_mitigation_blocks`` ...).
+            ``stream_mitigation_blocks`` ...); ``enhancer=None`` or ``integrator=None``
+            drop step 6 or step 8 (ablations).
         text_cache: cache the query features on disk (see
             :func:`sfp.text.build_query_features`).
         return_probs: store the class probabilities (``seg_logits``) in the predictions;
@@ -105,7 +106,8 @@ class SFPSegmentor(BaseSegmentor):
                  init_cfg: Optional[dict] = None):
         _check_arguments(prob_thd=prob_thd, logit_scale=logit_scale, slide_crop=slide_crop,
                          slide_stride=slide_stride, area_thd=area_thd,
-                         crop_batch_size=crop_batch_size, pamr_steps=pamr_steps)
+                         crop_batch_size=crop_batch_size, pamr_steps=pamr_steps,
+                         memory_budget_mb=memory_budget_mb)
         # Built here, from mmseg's registry, so that it works outside mmseg's default scope.
         preprocessor_cfg = data_preprocessor or dict(type=SFPDataPreProcessor.__name__)
         super().__init__(data_preprocessor=MODELS.build(preprocessor_cfg), init_cfg=init_cfg)
@@ -126,12 +128,11 @@ class SFPSegmentor(BaseSegmentor):
         self.class_names = [names[0] for names in classes]
         query_features, query_idx = build_query_features(
             model, classes, templates, checkpoint=checkpoint if text_cache else None)
-        self.encoder = SFPEncoder(
-            model.visual.to(dtype),
-            detector=detector,
-            enhancer=SemanticAwareAttentionEnhancer(cls_residual=res_cls),
-            integrator=HierarchicalIntegrator((cross_s + 1, cross_e), cls_residual=res_cls),
-            **(encoder_cfg or {}))
+        parts = dict(detector=detector,
+                     enhancer=SemanticAwareAttentionEnhancer(cls_residual=res_cls),
+                     integrator=HierarchicalIntegrator((cross_s + 1, cross_e), res_cls))
+        parts.update(encoder_cfg or {})  # e.g. integrator=None for an ablation
+        self.encoder = SFPEncoder(model.visual.to(dtype), **parts)
         del model
         self.register_buffer('query_features', query_features.to(dtype), persistent=False)
         self.register_buffer('query_idx', query_idx, persistent=False)
@@ -335,6 +336,7 @@ def _check_arguments(**values) -> None:
         'crop_batch_size': (lambda v: v is None or isinstance(v, int) and v > 0,
                             'None (sized to the memory budget) or a positive int'),
         'pamr_steps': (lambda v: isinstance(v, int) and v >= 0, 'a non-negative int'),
+        'memory_budget_mb': (lambda v: v is None or v > 0, 'None or a positive number'),
     }
     for name, value in values.items():
         ok, expected = rules[name]
