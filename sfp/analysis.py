@@ -16,7 +16,6 @@ import torch
 
 from .apis import prepare_image, segment_images
 from .models import SFPSegmentor, build_detector, guidance_similarity, mitigate_outliers
-from .models.data_preprocessor import CLIP_MEAN, CLIP_STD
 
 DEFAULT_DETECTORS = ('SOM', 'L2', 'LOF', 'DBSCAN', 'KMeans', 'cls_attn')
 
@@ -83,10 +82,8 @@ def analyze_image(segmentor: SFPSegmentor, image_bgr: np.ndarray,
     visual = encoder.visual
     device = segmentor.query_features.device
     prepared = center_crop(prepare_image(image_bgr, short_side), crop)
-    rgb = prepared.flip(0).float()  # BGR -> RGB
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    x = ((rgb - mean) / std)[None].to(device=device, dtype=segmentor.dtype)
+    x = segmentor.data_preprocessor(dict(inputs=[prepared]), False)['inputs']
+    x = x.to(device=device, dtype=segmentor.dtype)  # (1, 3, h, w), CLIP-normalised RGB
     grid = visual.grid_size(*x.shape[-2:])
     tokens = visual.embed(x)
     cls_attention, norms, outputs, attentions = [], [], [], []

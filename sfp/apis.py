@@ -10,7 +10,7 @@ import torch
 from mmseg.structures import SegDataSample
 
 from .models import SFPSegmentor
-from .text import parse_class_names, read_class_names
+from .text import load_vocabulary, parse_class_names, read_class_names
 
 CLASSNAMES_DIR = Path(__file__).resolve().parents[1] / 'configs' / 'classnames'
 # Vocabulary presets: the benchmarks' class files in configs/classnames.
@@ -29,7 +29,7 @@ def resolve_vocabulary(vocabulary: Vocabulary) -> List[List[str]]:
     list of classes (synonyms joined with '|', e.g. ``'sky,person|people,car'``) or
     already as synonym lists."""
     if not isinstance(vocabulary, (str, Path)):
-        return parse_class_names([', '.join(names) for names in vocabulary])
+        return load_vocabulary(vocabulary)
     text = str(vocabulary)
     if text in PRESETS:
         path = CLASSNAMES_DIR / PRESETS[text]

@@ -17,14 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from sfp.apis import PRESETS, init_segmentor, resolve_vocabulary, segment_images  # noqa: E402
 from sfp.clip import CheckpointError  # noqa: E402
 from sfp.datasets import ImageReadError, read_image  # noqa: E402
-from sfp.utils import atomic_write_bytes  # noqa: E402
+from sfp.utils import atomic_write_png  # noqa: E402
 from sfp.visualization import add_legend, make_palette, overlay  # noqa: E402
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif'}
@@ -47,13 +46,6 @@ def collect_images(inputs):
                 missing.append(item)
     unique = list(dict.fromkeys(found))
     return unique, missing
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    ok, data = cv2.imencode('.png', array)
-    if not ok:
-        raise RuntimeError('PNG encoding failed')
-    return data.tobytes()
 
 
 def parse_args(argv=None):
@@ -114,9 +106,9 @@ def main(argv=None) -> int:
         present = [int(c) for c in np.unique(labels)]
         rgb = overlay(image[:, :, ::-1], labels, palette)
         figure = add_legend(rgb, names, palette, present)
-        atomic_write_bytes(overlay_path, encode_png(figure[:, :, ::-1]))
+        atomic_write_png(overlay_path, figure[:, :, ::-1])
         dtype = np.uint8 if len(names) <= 256 else np.uint16
-        atomic_write_bytes(labels_path, encode_png(labels.astype(dtype)))
+        atomic_write_png(labels_path, labels.astype(dtype))
     done = len(images) - len(failed) - skipped
     print(f'{done} image(s) segmented into {out_dir}'
           + (f'; {skipped} kept from an earlier run (--overwrite to redo)' if skipped else ''))

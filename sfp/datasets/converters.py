@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..utils import atomic_write_bytes
+from ..utils import atomic_write_png
 
 PathLike = Union[str, Path]
 IGNORE = 255
@@ -67,10 +67,7 @@ def write_label_map(path: Path, labels: np.ndarray, overwrite: bool = False) -> 
                 f'{path} exists and differs from the converted labels; remove it or pass '
                 f'--overwrite to replace it')
         status = 'replaced'
-    ok, encoded = cv2.imencode('.png', labels)
-    if not ok:
-        raise RuntimeError(f'could not encode {path} as PNG')
-    atomic_write_bytes(path, encoded.tobytes())
+    atomic_write_png(path, labels)
     return status
 
 

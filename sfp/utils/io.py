@@ -7,6 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Union
 
+import cv2
+import numpy as np
+
 PathLike = Union[str, Path]
 
 
@@ -48,3 +51,11 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 def atomic_write_text(path: PathLike, text: str) -> None:
     with atomic_write(path, 'w') as f:
         f.write(text)
+
+
+def atomic_write_png(path: PathLike, array: np.ndarray) -> None:
+    """Encode an (H, W) or (H, W, 3) BGR array as PNG and write it atomically."""
+    ok, encoded = cv2.imencode('.png', array)
+    if not ok:
+        raise ValueError(f'could not encode {path} as PNG')
+    atomic_write_bytes(path, encoded.tobytes())
