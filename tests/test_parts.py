@@ -9,14 +9,17 @@ from sfp.models import (
     HierarchicalIntegrator,
     L2NormDetector,
     LOFDetector,
+    LogitMap,
     OutlierDetector,
     Outliers,
     SemanticAwareAttentionEnhancer,
     SFPEncoder,
+    SlidingWindowLayout,
+    bilinear_matrix,
     guidance_attention,
     mitigate_outliers,
+    postprocess_logit_map,
     postprocess_logits,
-    postprocess_resized,
     sliding_windows,
 )
 from sfp.models.detectors import local_outlier_factor
@@ -178,6 +181,44 @@ def test_sliding_windows_by_hand():
     assert sliding_windows(224, 100, 224, 112) == [(0, 224, 0, 100)]
 
 
+def resize(x: torch.Tensor, size) -> torch.Tensor:
+    return torch.nn.functional.interpolate(x[None], size=size, mode='bilinear',
+                                           align_corners=False)[0]
+
+
+@pytest.mark.parametrize('out_size,in_size', [(224, 14), (23, 7), (7, 23), (12, 12), (1, 5),
+                                              (500, 336)])
+def test_bilinear_matrix_is_interpolate(out_size, in_size):
+    torch.manual_seed(0)
+    x = torch.randn(3, in_size, 4, dtype=torch.float64)
+    expected = resize(x, (out_size, 4))
+    assert torch.allclose(bilinear_matrix(out_size, in_size) @ x, expected, atol=1e-13)
+
+
+@pytest.mark.parametrize('size,ori', [((336, 505), (375, 563)), ((192, 192), (480, 480)),
+                                      ((224, 100), (224, 100)), ((560, 1120), (1024, 2048))])
+def test_logit_map_equals_upsampling_and_averaging_every_crop(size, ori):
+    """The factored map against the release's way, written out: resize each crop's grid to
+    its window, sum the windows, divide by the coverage count, resize to the image."""
+    torch.manual_seed(0)
+    layout = SlidingWindowLayout.build(*size, crop=224, stride=112, patch_size=16)
+    canvas = torch.randn(5, *layout.canvas_shape, dtype=torch.float64)
+    total = torch.zeros(5, *size, dtype=torch.float64)
+    count = torch.zeros(1, *size, dtype=torch.float64)
+    for r, c, (y1, y2, x1, x2) in layout.windows():
+        grid = canvas[(slice(None), *layout.block(r, c))]
+        assert grid.shape[1:] == ((y2 - y1) // 16, (x2 - x1) // 16)
+        total[:, y1:y2, x1:x2] += resize(grid, (y2 - y1, x2 - x1))
+        count[:, y1:y2, x1:x2] += 1
+    expected = resize(total / count, ori)
+    logit_map = layout.logit_map(canvas).resized(ori)
+    assert logit_map.size == ori
+    assert torch.allclose(logit_map.dense(), expected, atol=1e-12)
+    for budget in (1, 5 * ori[1] * 7):  # one row per band, seven rows per band
+        banded = torch.cat([band for _, band in logit_map.row_bands(budget)], dim=1)
+        assert torch.allclose(banded, expected, atol=1e-12)
+
+
 def test_area_threshold_removes_a_small_class():
     probs = torch.zeros(3, 10, 10, dtype=torch.float64)
     probs[0] = 0.5
@@ -234,10 +275,11 @@ def test_banded_postprocessing_equals_full_resolution(area_thd):
     full = torch.nn.functional.interpolate(coarse[None], size=size, mode='bilinear',
                                            align_corners=False)[0]
     probs, labels = postprocess_logits(full, query_idx, 4, 10.0, 0.3, area_thd)
+    logit_map = LogitMap.from_grid(coarse).resized(size)
     for budget in (1, 5 * 31 * 4, 1 << 24):  # one row per band ... everything at once
-        banded_probs, banded_labels = postprocess_resized(coarse, size, query_idx, 4, 10.0,
-                                                          0.3, area_thd, max_elements=budget)
+        banded_probs, banded_labels = postprocess_logit_map(logit_map, query_idx, 4, 10.0,
+                                                            0.3, area_thd, max_elements=budget)
         assert torch.equal(banded_labels, labels)
         assert torch.allclose(banded_probs, probs, atol=1e-12)
-    none, _ = postprocess_resized(coarse, size, query_idx, 4, 10.0, return_probs=False)
+    none, _ = postprocess_logit_map(logit_map, query_idx, 4, 10.0, return_probs=False)
     assert none is None

@@ -8,7 +8,8 @@ same crops).
 --backbone is a CLIP name or checkpoint; with --random, a published architecture with
 random weights (speed does not depend on the weights).  Each (size, mode) runs in its own
 process so that its peak memory is its own: GPU memory allocated by PyTorch, or the
-process's peak resident memory on the CPU.  Prints a table and writes JSON atomically.
+process's peak resident memory on the CPU.  Prints a table and writes JSON atomically
+(never over an earlier file without --overwrite).
 """
 import argparse
 import json
@@ -38,9 +39,14 @@ def build_segmentor(cfg: dict):
                         return_probs=False)
 
 
-def release_equivalent(segmentor):
-    """The same parts, run the release's way: every block materialises its attention."""
-    from sfp.models import SFPEncoder
+def release_predictor(segmentor):
+    """The same parts, run the release's way: one crop per forward with every block's
+    attention weights materialised; each crop's logits upsampled to its window and summed
+    into an input-size canvas, divided by the coverage counts, resized to the output size
+    and post-processed there.  Returns ``predict(images, size) -> [(probs, labels)]``."""
+    import torch.nn.functional as F
+
+    from sfp.models import SFPEncoder, postprocess_logits, sliding_windows
 
     class ReleaseEquivalentEncoder(SFPEncoder):
         def _wants_attention(self, block: int) -> bool:
@@ -52,7 +58,27 @@ def release_equivalent(segmentor):
         enc.detect_block, enc.pre_guidance_block, enc.post_guidance_block,
         enc.similarity_threshold, enc.guidance_scale)
     segmentor.crop_batch_size = 1
-    return segmentor
+
+    def resize(x, size):
+        return F.interpolate(x[None], size=size, mode='bilinear', align_corners=False)[0]
+
+    def predict(images, size):
+        results = []
+        for img in images:
+            total = img.new_zeros((segmentor.num_queries, *img.shape[-2:]),
+                                  dtype=segmentor.compute_dtype)
+            count = torch.zeros_like(total[:1])
+            for y1, y2, x1, x2 in sliding_windows(*img.shape[-2:], segmentor.slide_crop,
+                                                  segmentor.slide_stride):
+                grid = segmentor.grid_logits(img[None, :, y1:y2, x1:x2])[0]
+                total[:, y1:y2, x1:x2] += resize(grid, (y2 - y1, x2 - x1))
+                count[:, y1:y2, x1:x2] += 1
+            results.append(postprocess_logits(
+                resize(total / count, size), segmentor.query_idx, segmentor.num_classes,
+                segmentor.logit_scale, segmentor.prob_thd, segmentor.area_thd))
+        return results
+
+    return predict
 
 
 def synchronize(device: str) -> None:
@@ -70,8 +96,7 @@ def measure(cfg: dict) -> dict:
     device = cfg['device']
     width, height = cfg['size']
     segmentor = build_segmentor(cfg)
-    if cfg['mode'] == 'release':
-        release_equivalent(segmentor)
+    release_predict = release_predictor(segmentor) if cfg['mode'] == 'release' else None
     images = torch.randn(cfg['images'], 3, height, width, device=device)
     windows = sliding_windows(height, width, 224, 112)
     per_batch = 1 if cfg['mode'] == 'release' else cfg['image_batch']
@@ -81,13 +106,18 @@ def measure(cfg: dict) -> dict:
                    for _ in range(len(batch))]
         segmentor.predict(batch, samples)
 
+    crop_batch = segmentor.crops_per_batch((224, 224))  # the floor batches crops as SFP does
+
     def run_floor(batch):
         crops = torch.stack([img[:, y1:y2, x1:x2] for img in batch
                              for y1, y2, x1, x2 in windows]).to(segmentor.dtype)
-        for start in range(0, len(crops), cfg['crop_batch_size']):
-            segmentor.encoder.visual(crops[start:start + cfg['crop_batch_size']])
+        for start in range(0, len(crops), crop_batch):
+            segmentor.encoder.visual(crops[start:start + crop_batch])
 
-    run = run_floor if cfg['mode'] == 'floor' else run_sfp
+    def run_release(batch):
+        release_predict(batch, (height, width))
+
+    run = dict(sfp=run_sfp, release=run_release, floor=run_floor)[cfg['mode']]
     with torch.no_grad():
         run(images[:per_batch])  # warm-up (kernels, allocator)
         synchronize(device)
@@ -104,6 +134,7 @@ def measure(cfg: dict) -> dict:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     images_per_s = cfg['images'] / seconds
     return dict(mode=cfg['mode'], size=f'{width}x{height}', crops_per_image=len(windows),
+                crop_batch=crop_batch,
                 images_per_s=images_per_s, crops_per_s=images_per_s * len(windows),
                 peak_memory_mb=peak_mb)
 
@@ -117,11 +148,12 @@ def run_worker(cfg: dict) -> dict:
 
 
 def table(rows: list) -> str:
-    head = ('| size | crops/img | mode | crops/s | images/s | peak MiB | vs floor | '
-            'vs release |\n|---|---:|---|---:|---:|---:|---:|---:|')
+    head = ('| size | crops/img | mode | crop batch | crops/s | images/s | peak MiB | vs floor | '
+            'vs release |\n|---|---:|---|---:|---:|---:|---:|---:|---:|')
     lines = [head]
     for row in rows:
         lines.append(f"| {row['size']} | {row['crops_per_image']} | {row['mode']} | "
+                     f"{row['crop_batch']} | "
                      f"{row['crops_per_s']:.1f} | {row['images_per_s']:.2f} | "
                      f"{row['peak_memory_mb']:.0f} | {row.get('vs_floor', '-')} | "
                      f"{row.get('vs_release', '-')} |")
@@ -150,14 +182,18 @@ def main(argv=None) -> int:
     parser.add_argument('--precision', choices=['fp32', 'fp16', 'bf16', 'fp64'])
     parser.add_argument('--images', type=int, help='images per measurement')
     parser.add_argument('--image-batch', type=int, default=8, help='images per predict call')
-    parser.add_argument('--crop-batch-size', type=int, default=64)
+    parser.add_argument('--crop-batch-size', type=int,
+                        help='crops per forward (default: sized to the memory budget)')
     parser.add_argument('--modes', nargs='+', choices=MODES, default=list(MODES))
     parser.add_argument('--json', help='write the results here (default: print only)')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --json')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(measure(json.loads(args.worker))))
         return 0
+    if args.json and Path(args.json).exists() and not args.overwrite:
+        parser.error(f'{args.json} exists: pass --overwrite to replace it, or another --json')
     gpu = args.device.startswith('cuda')
     precision = args.precision or ('fp16' if gpu else 'fp32')
     count = args.images or (64 if gpu else 4)
@@ -181,7 +217,7 @@ def main(argv=None) -> int:
     device_name = torch.cuda.get_device_name() if gpu else platform.processor() or 'cpu'
     header = (f'backbone {args.backbone}{" (random weights)" if args.random else ""}, '
               f'{precision}, {args.device} ({device_name}), {count} images per measurement, '
-              f'crop batch {args.crop_batch_size}')
+              f'{args.image_batch} images per predict call')
     print(header)
     print(table(rows))
     if args.json:

@@ -11,21 +11,23 @@ from .detectors import (
 from .encoder import EncoderOutput, SFPEncoder
 from .enhancer import SemanticAwareAttentionEnhancer
 from .guidance import aggregate, guidance_attention, guidance_similarity
-from .inference import patch_logits, sliding_windows
+from .inference import SlidingWindowLayout, patch_logits, sliding_windows, window_spans
 from .integrator import HierarchicalIntegrator
+from .logit_map import LogitMap, bilinear_matrix, window_average_matrix
 from .mitigation import NeighbourMeanMitigation, mitigate_outliers
 from .outliers import Outliers
 from .pamr import PAMR
-from .postprocess import postprocess_logits, postprocess_resized
+from .postprocess import postprocess_logit_map, postprocess_logits
 from .segmentor import SFPSegmentor
 from .wrapper import InferenceOnlyWrapper
 
 __all__ = [
-    'CLSAttentionDetector', 'CLSSelfAttentionDetector', 'EncoderOutput', 'HierarchicalIntegrator',
-    'InferenceOnlyWrapper',
-    'L2NormDetector', 'LOFDetector', 'NeighbourMeanMitigation', 'OutlierDetector', 'Outliers',
-    'PAMR', 'SFPDataPreProcessor', 'SFPEncoder', 'SFPSegmentor', 'SemanticAwareAttentionEnhancer',
-    'aggregate', 'build_detector', 'guidance_attention', 'guidance_similarity',
-    'mitigate_outliers', 'patch_logits', 'postprocess_logits', 'postprocess_resized',
-    'sliding_windows'
+    'CLSAttentionDetector', 'CLSSelfAttentionDetector', 'EncoderOutput',
+    'HierarchicalIntegrator', 'InferenceOnlyWrapper', 'L2NormDetector', 'LOFDetector',
+    'LogitMap', 'NeighbourMeanMitigation', 'OutlierDetector', 'Outliers', 'PAMR',
+    'SFPDataPreProcessor', 'SFPEncoder', 'SFPSegmentor', 'SemanticAwareAttentionEnhancer',
+    'SlidingWindowLayout', 'aggregate', 'bilinear_matrix', 'build_detector',
+    'guidance_attention', 'guidance_similarity', 'mitigate_outliers', 'patch_logits',
+    'postprocess_logit_map', 'postprocess_logits', 'sliding_windows', 'window_average_matrix',
+    'window_spans'
 ]

@@ -1,15 +1,23 @@
 """Sliding-window geometry and per-crop logits."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Iterator, List, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from .logit_map import LogitMap, window_average_matrix
+
 Window = Tuple[int, int, int, int]  # y1, y2, x1, x2
+Span = Tuple[int, int]  # start, end
 
 
-def _axis_windows(length: int, crop: int, stride: int) -> List[Tuple[int, int]]:
+def window_spans(length: int, crop: int, stride: int) -> List[Span]:
+    """Windows along one axis: one every ``stride`` pixels, the last shifted back to end at
+    the border; an axis shorter than the crop gives one window of its own length."""
+    if crop <= 0 or stride <= 0:
+        raise ValueError(f'crop and stride must be positive, got {crop} and {stride}')
     count = max(length - crop + stride - 1, 0) // stride + 1
     spans = []
     for i in range(count):
@@ -21,30 +29,70 @@ def _axis_windows(length: int, crop: int, stride: int) -> List[Tuple[int, int]]:
 def sliding_windows(height: int, width: int, crop: int, stride: int) -> List[Window]:
     """Windows (y1, y2, x1, x2) covering an image, row by row.
 
-    mmseg's scheme without padding: windows start every ``stride`` pixels, the last one
-    on each axis is shifted back to end at the border, and an image smaller than the
-    crop gives one window of its own size.
+    mmseg's scheme without padding: see :func:`window_spans` for each axis.
     """
-    if crop <= 0 or stride <= 0:
-        raise ValueError(f'crop and stride must be positive, got {crop} and {stride}')
-    return [(y1, y2, x1, x2) for y1, y2 in _axis_windows(height, crop, stride)
-            for x1, x2 in _axis_windows(width, crop, stride)]
+    return [(y1, y2, x1, x2) for y1, y2 in window_spans(height, crop, stride)
+            for x1, x2 in window_spans(width, crop, stride)]
 
 
-def patch_logits(features: torch.Tensor, queries: torch.Tensor, grid: Tuple[int, int],
-                 size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+@dataclass(frozen=True)
+class SlidingWindowLayout:
+    """The crops of one image and where their patch-grid logits sit in its grid canvas.
+
+    Windows are the product of ``row_spans`` and ``col_spans``; window (r, c) has
+    ``row_patches[r] x col_patches[c]`` patches, placed at block (r, c) of a
+    (sum(row_patches), sum(col_patches)) canvas.
+    """
+
+    height: int
+    width: int
+    row_spans: Tuple[Span, ...]
+    col_spans: Tuple[Span, ...]
+    row_patches: Tuple[int, ...]
+    col_patches: Tuple[int, ...]
+
+    @classmethod
+    def build(cls, height: int, width: int, crop: int, stride: int,
+              patch_size: int) -> SlidingWindowLayout:
+        rows, cols = window_spans(height, crop, stride), window_spans(width, crop, stride)
+        return cls(height, width, tuple(rows), tuple(cols),
+                   tuple((e - s) // patch_size for s, e in rows),
+                   tuple((e - s) // patch_size for s, e in cols))
+
+    @property
+    def canvas_shape(self) -> Tuple[int, int]:
+        return sum(self.row_patches), sum(self.col_patches)
+
+    def windows(self) -> Iterator[Tuple[int, int, Window]]:
+        """(r, c, (y1, y2, x1, x2)) of every window, row by row."""
+        for r, (y1, y2) in enumerate(self.row_spans):
+            for c, (x1, x2) in enumerate(self.col_spans):
+                yield r, c, (y1, y2, x1, x2)
+
+    def block(self, r: int, c: int) -> Tuple[slice, slice]:
+        """Canvas rows and columns of window (r, c)'s patch grid."""
+        top, left = sum(self.row_patches[:r]), sum(self.col_patches[:c])
+        return (slice(top, top + self.row_patches[r]),
+                slice(left, left + self.col_patches[c]))
+
+    def logit_map(self, canvas: torch.Tensor) -> LogitMap:
+        """The image's logits from its (Q, *canvas_shape) canvas: every crop upsampled
+        bilinearly to its window, overlapping windows averaged."""
+        return LogitMap(canvas,
+                        window_average_matrix(self.height, self.row_spans, self.row_patches),
+                        window_average_matrix(self.width, self.col_spans, self.col_patches))
+
+
+def patch_logits(features: torch.Tensor, queries: torch.Tensor,
+                 grid: Tuple[int, int]) -> torch.Tensor:
     """Cosine logits of patch features against queries on the patch grid.
 
     Args:
         features: (B, N, D) patch features.
         queries: (Q, D) L2-normalised query features.
         grid: patch grid (rows, cols) with rows * cols == N.
-        size: if given, the logits are resized bilinearly (align_corners False) to it.
     Returns:
-        (B, Q, rows, cols), or (B, Q, *size).
+        (B, Q, rows, cols).
     """
     logits = F.normalize(features, dim=-1) @ queries.t()  # (B, N, Q)
-    logits = logits.transpose(1, 2).reshape(features.shape[0], -1, *grid)
-    if size is None:
-        return logits
-    return F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
+    return logits.transpose(1, 2).reshape(features.shape[0], -1, *grid)

@@ -1,16 +1,17 @@
 """From query logits to class probabilities and a label map.
 
-:func:`postprocess_logits` works on logits already at the output size.
-:func:`postprocess_resized` takes low-resolution logits and produces the same result at
-the output size in bands of rows, so that a large image never holds more than a band of
-full-resolution query logits at once.
+:func:`postprocess_logits` works on dense logits at the output size;
+:func:`postprocess_logit_map` gives the same result from a factored
+:class:`~sfp.models.logit_map.LogitMap`, producing full-resolution rows a band at a time
+so that a large image never holds more than a band of them at once.
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
+
+from .logit_map import LogitMap
 
 
 def class_probabilities(logits: torch.Tensor, query_idx: torch.Tensor, num_classes: int,
@@ -68,55 +69,29 @@ def postprocess_logits(logits: torch.Tensor, query_idx: torch.Tensor, num_classe
     return probs, label_map(probs, prob_thd)
 
 
-def resized_row_bands(logits: torch.Tensor, size: Tuple[int, int],
-                      max_elements: int) -> Iterator[Tuple[slice, torch.Tensor]]:
-    """Bilinear resize (align_corners False) of (Q, h, w) logits to ``size``, band by band.
-
-    Yields (row slice, (Q, rows, W) band); each band holds at most about
-    ``max_elements`` values.  Columns are resized first, then each output row is the
-    same blend of two source rows that ``F.interpolate`` computes.
-    """
-    height, width = size
-    q, h, _ = logits.shape
-    rows = max(1, max_elements // max(q * width, 1))
-    if rows >= height:  # everything fits in one band
-        yield slice(0, height), F.interpolate(logits[None], size=size, mode='bilinear',
-                                              align_corners=False)[0]
-        return
-    wide = F.interpolate(logits[None], size=(h, width), mode='bilinear',
-                         align_corners=False)[0]  # (Q, h, W): rows untouched
-    src = ((torch.arange(height, device=logits.device, dtype=torch.float64) + 0.5)
-           * (h / height) - 0.5).clamp_min(0)
-    low = src.floor().long().clamp_max(h - 1)
-    high = (low + 1).clamp_max(h - 1)
-    frac = (src - low).to(logits.dtype).view(1, -1, 1)
-    for start in range(0, height, rows):
-        band = slice(start, min(start + rows, height))
-        f = frac[:, band]
-        yield band, wide[:, low[band]] * (1 - f) + wide[:, high[band]] * f
-
-
-def postprocess_resized(logits: torch.Tensor, size: Tuple[int, int], query_idx: torch.Tensor,
-                        num_classes: int, logit_scale: float, prob_thd: float = 0.0,
-                        area_thd: Optional[float] = None, return_probs: bool = True,
-                        max_elements: int = 1 << 24
-                        ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
-    """:func:`postprocess_logits` of ``logits`` (Q, h, w) resized to ``size``, in bands.
+def postprocess_logit_map(logits: LogitMap, query_idx: torch.Tensor, num_classes: int,
+                          logit_scale: float, prob_thd: float = 0.0,
+                          area_thd: Optional[float] = None, return_probs: bool = True,
+                          max_elements: int = 1 << 24
+                          ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+    """:func:`postprocess_logits` of a factored logit map, a band of rows at a time, so that
+    no more than about ``max_elements`` full-resolution logits exist at once.
 
     Returns probabilities (C, H, W) (None unless ``return_probs``) and labels (1, H, W).
     The area threshold needs whole-image counts, so it costs a second pass.
     """
-    height, width = size
+    height, width = logits.size
+    device = logits.grid.device
     keep = None
     if area_thd is not None:
-        counts = torch.zeros(num_classes, dtype=torch.long, device=logits.device)
-        for _, band in resized_row_bands(logits, size, max_elements):
+        counts = torch.zeros(num_classes, dtype=torch.long, device=device)
+        for _, band in logits.row_bands(max_elements):
             probs = class_probabilities(band, query_idx, num_classes, logit_scale)
             counts += torch.bincount(probs.argmax(0).flatten(), minlength=num_classes)
-        keep = small_class_mask(counts, area_thd).to(logits.dtype).view(-1, 1, 1)
-    labels = torch.empty((1, height, width), dtype=torch.long, device=logits.device)
-    all_probs = (logits.new_empty((num_classes, height, width)) if return_probs else None)
-    for rows, band in resized_row_bands(logits, size, max_elements):
+        keep = small_class_mask(counts, area_thd).to(logits.grid.dtype).view(-1, 1, 1)
+    labels = torch.empty((1, height, width), dtype=torch.long, device=device)
+    all_probs = (logits.grid.new_empty((num_classes, height, width)) if return_probs else None)
+    for rows, band in logits.row_bands(max_elements):
         probs = class_probabilities(band, query_idx, num_classes, logit_scale)
         if keep is not None:
             probs *= keep

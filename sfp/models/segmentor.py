@@ -18,10 +18,11 @@ from .data_preprocessor import SFPDataPreProcessor
 from .detectors import build_detector
 from .encoder import SFPEncoder
 from .enhancer import SemanticAwareAttentionEnhancer
-from .inference import patch_logits, sliding_windows
+from .inference import SlidingWindowLayout, patch_logits
 from .integrator import HierarchicalIntegrator
+from .logit_map import LogitMap
 from .pamr import PAMR
-from .postprocess import postprocess_logits, postprocess_resized
+from .postprocess import postprocess_logit_map, postprocess_logits
 
 ImageBatch = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -172,14 +173,13 @@ class SFPSegmentor(BaseSegmentor):
         """Crops of ``size`` encoded together: ``crop_batch_size``, or as many as fit the
         memory budget by an estimate of one crop's peak working set (tokens and MLP
         activations of a block, the materialised attention of the detection block, the
-        N x N guidance matrices, the crop's query logits before and after resizing)."""
+        N x N guidance matrices)."""
         if self.crop_batch_size is not None:
             return self.crop_batch_size
         visual = self.encoder.visual
         rows, cols = visual.grid_size(*size)
         n = rows * cols + 1
-        elements = (n * visual.width * 12 + 2 * visual.heads * n * n + 6 * n * n
-                    + 2 * self.num_queries * size[0] * size[1])
+        elements = n * visual.width * 12 + 2 * visual.heads * n * n + 6 * n * n
         per_crop = elements * torch.finfo(self.compute_dtype).bits // 8
         device = self.query_features.device
         if self.memory_budget_mb is not None:
@@ -190,40 +190,42 @@ class SFPSegmentor(BaseSegmentor):
             budget = 2048 * 2 ** 20
         return int(max(1, min(512, budget // per_crop)))
 
-    def _encode_crops(self, crops: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-        """(B, 3, h, w) crops -> (B, Q, *size) cosine logits."""
-        out = self.encoder(crops.to(self.dtype))
-        return patch_logits(out.features, self.query_features, out.grid, size)
+    def grid_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) equally sized images -> (B, Q, rows, cols) patch-grid logits."""
+        out = self.encoder(images.to(self.dtype))
+        return patch_logits(out.features, self.query_features, out.grid).to(self.compute_dtype)
 
-    def slide_logits(self, images: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-        """Sliding-window logits (Q, H, W) of each image, at its input size.
+    def slide_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
+        """Sliding-window logits of each image, at its input size.
 
-        The crops of all images are encoded together, ``crop_batch_size`` at a time
-        (crops of one size per batch); each image's crops are summed in window order
-        and divided by the number of windows covering each pixel.
+        The crops of all images are encoded together, ``crops_per_batch`` at a time (crops
+        of one size per batch).  Each crop's patch-grid logits go to its block of the
+        image's canvas; upsampling and averaging the windows are folded into the
+        returned :class:`LogitMap`.
         """
-        sums, counts = [], []
+        patch = self.encoder.visual.patch_size
+        layouts = [SlidingWindowLayout.build(*img.shape[-2:], self.slide_crop, self.slide_stride,
+                                             patch) for img in images]
+        canvases = [img.new_zeros((self.num_queries, *layout.canvas_shape),
+                                  dtype=self.compute_dtype)
+                    for img, layout in zip(images, layouts)]
         by_size: Dict[Tuple[int, int], list] = defaultdict(list)
-        for i, img in enumerate(images):
-            h, w = img.shape[-2:]
-            sums.append(img.new_zeros((self.num_queries, h, w), dtype=self.compute_dtype))
-            counts.append(img.new_zeros((1, h, w), dtype=self.compute_dtype))
-            for y1, y2, x1, x2 in sliding_windows(h, w, self.slide_crop, self.slide_stride):
-                by_size[(y2 - y1, x2 - x1)].append((i, y1, y2, x1, x2))
+        for i, layout in enumerate(layouts):
+            for r, c, (y1, y2, x1, x2) in layout.windows():
+                by_size[(y2 - y1, x2 - x1)].append((i, r, c, (y1, y2, x1, x2)))
         for size, jobs in by_size.items():
             step = self.crops_per_batch(size)
             for start in range(0, len(jobs), step):
                 chunk = jobs[start:start + step]
-                crops = torch.stack([images[i][:, y1:y2, x1:x2] for i, y1, y2, x1, x2 in chunk])
-                logits = self._encode_crops(crops, size).to(self.compute_dtype)
-                for (i, y1, y2, x1, x2), crop_logits in zip(chunk, logits):
-                    sums[i][:, y1:y2, x1:x2] += crop_logits
-                    counts[i][:, y1:y2, x1:x2] += 1
-        return [s / c for s, c in zip(sums, counts)]
+                crops = torch.stack([images[i][:, y1:y2, x1:x2]
+                                     for i, _, _, (y1, y2, x1, x2) in chunk])
+                for (i, r, c, _), grid in zip(chunk, self.grid_logits(crops)):
+                    canvases[i][(slice(None), *layouts[i].block(r, c))] = grid
+        return [layout.logit_map(canvas) for layout, canvas in zip(layouts, canvases)]
 
-    def whole_logits(self, images: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-        """Patch-grid logits (Q, rows, cols) of each image encoded whole."""
-        results: List[Optional[torch.Tensor]] = [None] * len(images)
+    def whole_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
+        """Logits of each image encoded whole, at the size of its patch grid."""
+        results: List[Optional[LogitMap]] = [None] * len(images)
         by_shape: Dict[tuple, List[int]] = defaultdict(list)
         for i, img in enumerate(images):
             by_shape[tuple(img.shape)].append(i)
@@ -231,24 +233,22 @@ class SFPSegmentor(BaseSegmentor):
             step = self.crops_per_batch(shape[-2:])
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
-                out = self.encoder(torch.stack([images[i] for i in chunk]).to(self.dtype))
-                logits = patch_logits(out.features, self.query_features, out.grid)
-                for j, i in enumerate(chunk):
-                    results[i] = logits[j].to(self.compute_dtype)
+                grids = self.grid_logits(torch.stack([images[i] for i in chunk]))
+                for i, grid in zip(chunk, grids):
+                    results[i] = LogitMap.from_grid(grid)
         return results
 
-    def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-        """Query logits before the final resize: (Q, H, W) at the input size in sliding
-        mode, (Q, rows, cols) on the patch grid in whole-image mode."""
+    def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
+        """Query logits before the final resize, factored: at the input size in sliding
+        mode, on the patch grid in whole-image mode."""
         return self.slide_logits(images) if self.slide_crop > 0 else self.whole_logits(images)
 
     @torch.no_grad()
     def inference(self, inputs: ImageBatch, batch_img_metas: Sequence[dict]) -> List[torch.Tensor]:
         """Query logits (Q, H, W) of each image at its ``ori_shape``, before the softmax."""
         images = self._image_list(inputs)
-        logits = [F.interpolate(x[None], size=_ori_size(meta), mode='bilinear',
-                                align_corners=False)[0]
-                  for x, meta in zip(self.coarse_logits(images), batch_img_metas)]
+        logits = [m.resized(_ori_size(meta)).dense()
+                  for m, meta in zip(self.coarse_logits(images), batch_img_metas)]
         if self.pamr is not None:
             logits = [self._refine(img, x) for img, x in zip(images, logits)]
         return logits
@@ -277,8 +277,8 @@ class SFPSegmentor(BaseSegmentor):
             logits = self.inference(images, [s.metainfo for s in data_samples])
             return self.postprocess_result(logits, data_samples)
         for coarse, sample in zip(self.coarse_logits(images), data_samples):
-            probs, labels = postprocess_resized(
-                coarse, _ori_size(sample.metainfo), self.query_idx, self.num_classes,
+            probs, labels = postprocess_logit_map(
+                coarse.resized(_ori_size(sample.metainfo)), self.query_idx, self.num_classes,
                 self.logit_scale, self.prob_thd, self.area_thd, self.return_probs)
             self._store(sample, probs, labels)
         return data_samples

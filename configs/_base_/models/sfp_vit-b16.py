@@ -17,4 +17,7 @@ model = dict(
     crop_batch_size=None,  # None: as many crops per batch as fit memory_budget_mb
     memory_budget_mb=None,  # None: half the free GPU memory, or 2 GiB on the CPU
     pamr_steps=0,
+    # The metric reads only the label maps; True also stores per-class probabilities
+    # (seg_logits, C x H x W per image).
+    return_probs=False,
 )
