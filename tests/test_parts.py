@@ -196,7 +196,8 @@ def test_bilinear_matrix_is_interpolate(out_size, in_size):
 
 
 @pytest.mark.parametrize('size,ori', [((336, 505), (375, 563)), ((192, 192), (480, 480)),
-                                      ((224, 100), (224, 100)), ((560, 1120), (1024, 2048))])
+                                      ((224, 100), (224, 100)), ((560, 1120), (1024, 2048)),
+                                      ((336, 2400), (300, 2000))])  # > 256 grid columns
 def test_logit_map_equals_upsampling_and_averaging_every_crop(size, ori):
     """The factored map against the release's way, written out: resize each crop's grid to
     its window, sum the windows, divide by the coverage count, resize to the image."""

@@ -16,19 +16,31 @@ from typing import Iterator, Sequence, Tuple
 import torch
 
 
-def bilinear_matrix(out_size: int, in_size: int) -> torch.Tensor:
-    """(out_size, in_size) float64 matrix of ``F.interpolate``'s bilinear weights along one
-    axis (align_corners False, no antialiasing): ``M @ x`` resizes x's first axis."""
+def bilinear_taps(out_size: int, in_size: int
+                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``F.interpolate``'s bilinear taps along one axis (align_corners False, no
+    antialiasing): output i is ``(1 - frac[i]) * x[low[i]] + frac[i] * x[high[i]]``.
+
+    Returns (low, high, frac): (out_size,) int64, int64 and float64.
+    """
     src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size)
            - 0.5).clamp_min(0)
     low = src.floor().long().clamp_max(in_size - 1)
-    high = (low + 1).clamp_max(in_size - 1)
-    frac = src - low
-    matrix = torch.zeros(out_size, in_size, dtype=torch.float64)
-    index = torch.arange(out_size)
-    matrix.index_put_((index, low), 1 - frac, accumulate=True)
-    matrix.index_put_((index, high), frac, accumulate=True)  # low == high at the border
-    return matrix
+    high = (low + 1).clamp_max(in_size - 1)  # low == high at the far border
+    return low, high, src - low
+
+
+def bilinear_matrix(out_size: int, in_size: int) -> torch.Tensor:
+    """(out_size, in_size) float64 matrix M of :func:`bilinear_taps`: ``M @ x`` resizes
+    x's first axis."""
+    return resize_rows(torch.eye(in_size, dtype=torch.float64), out_size)
+
+
+def resize_rows(matrix: torch.Tensor, out_size: int) -> torch.Tensor:
+    """``bilinear_matrix(out_size, len(matrix)) @ matrix``, two rows blended per output."""
+    low, high, frac = bilinear_taps(out_size, matrix.shape[0])
+    frac = frac.to(matrix).unsqueeze(1)
+    return matrix[low] * (1 - frac) + matrix[high] * frac
 
 
 def window_average_matrix(length: int, spans: Sequence[Tuple[int, int]],
@@ -58,15 +70,20 @@ def nonzero_span(matrix: torch.Tensor) -> Tuple[int, int]:
     return (int(used[0]), int(used[-1]) + 1) if len(used) else (0, 0)
 
 
-def banded_matmul(matrix: torch.Tensor, x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+def banded_matmul(matrix: torch.Tensor, x: torch.Tensor, chunk: int = 64,
+                  dense_up_to: int = 256) -> torch.Tensor:
     """``matrix @ x`` for a (n, k) mixing matrix with few nonzeros per row, clustered.
 
-    Bilinear resizing and window averaging read only nearby grid cells, so each chunk of
-    ``chunk`` output rows multiplies just the span of ``x``'s rows it has weights for.
-    ``matrix`` is float64 on the CPU (spans are found there, without a device sync);
-    ``x`` is (..., k, m) in any dtype and device.  Returns (..., n, m) like ``x``.
+    Bilinear resizing and window averaging read only nearby grid cells, so for a wide
+    matrix (more than ``dense_up_to`` columns: many windows) each chunk of ``chunk``
+    output rows multiplies just the span of ``x``'s rows it has weights for; a narrow one
+    is applied in one product.  ``matrix`` is float64 on the CPU (spans are found there,
+    without a device sync); ``x`` is (..., k, m) in any dtype and device.  Returns
+    (..., n, m) like ``x``.
     """
     weights = matrix.to(x)
+    if matrix.shape[1] <= dense_up_to:
+        return weights @ x
     out = x.new_empty((*x.shape[:-2], matrix.shape[0], x.shape[-1]))
     for start in range(0, matrix.shape[0], chunk):
         stop = min(start + chunk, matrix.shape[0])
@@ -103,8 +120,8 @@ class LogitMap:
         """The map bilinearly resized to ``size`` (align_corners False), still factored."""
         if tuple(size) == self.size:
             return self
-        row_resize, col_resize = (bilinear_matrix(new, old) for new, old in zip(size, self.size))
-        return LogitMap(self.grid, row_resize @ self.rows, col_resize @ self.cols)
+        return LogitMap(self.grid, resize_rows(self.rows, size[0]),
+                        resize_rows(self.cols, size[1]))
 
     def _mixed_cols(self) -> torch.Tensor:
         """(Q, R, W): the columns already mixed."""
