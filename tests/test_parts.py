@@ -21,6 +21,7 @@ from sfp.models import (
     postprocess_logit_map,
     postprocess_logits,
     sliding_windows,
+    window_average_matrix,
 )
 from sfp.models.detectors import local_outlier_factor
 from sfp.models.postprocess import suppress_small_classes
@@ -193,6 +194,14 @@ def test_bilinear_matrix_is_interpolate(out_size, in_size):
     x = torch.randn(3, in_size, 4, dtype=torch.float64)
     expected = resize(x, (out_size, 4))
     assert torch.allclose(bilinear_matrix(out_size, in_size) @ x, expected, atol=1e-13)
+
+
+def test_window_average_matrix_refuses_uncovered_pixels():
+    with pytest.raises(ValueError, match='do not cover an axis of length 10'):
+        window_average_matrix(10, [(0, 4), (5, 10)], [1, 1])
+    with pytest.raises(ValueError, match='do not cover'):
+        window_average_matrix(10, [(0, 4), (4, 9)], [1, 1])
+    assert window_average_matrix(4, [(0, 4)], [1]).tolist() == [[1.0]] * 4
 
 
 @pytest.mark.parametrize('size,ori', [((336, 505), (375, 563)), ((192, 192), (480, 480)),

@@ -11,57 +11,64 @@ produce full-resolution rows a band at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 
-def bilinear_taps(out_size: int, in_size: int
-                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``F.interpolate``'s bilinear taps along one axis (align_corners False, no
-    antialiasing): output i is ``(1 - frac[i]) * x[low[i]] + frac[i] * x[high[i]]``.
-
-    Returns (low, high, frac): (out_size,) int64, int64 and float64.
-    """
-    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size)
-           - 0.5).clamp_min(0)
-    low = src.floor().long().clamp_max(in_size - 1)
-    high = (low + 1).clamp_max(in_size - 1)  # low == high at the far border
+def _taps(position: np.ndarray, scale: Union[float, np.ndarray],
+          in_size: Union[int, np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``F.interpolate``'s bilinear taps (align_corners False, no antialiasing): output
+    position p is ``(1 - frac) * x[low] + frac * x[high]``, with ``scale = in / out``."""
+    src = np.maximum((position + 0.5) * scale - 0.5, 0.0)
+    last = np.asarray(in_size) - 1
+    low = np.minimum(np.floor(src).astype(np.int64), last)
+    high = np.minimum(low + 1, last)  # low == high at the far border
     return low, high, src - low
 
 
-def bilinear_matrix(out_size: int, in_size: int) -> torch.Tensor:
-    """(out_size, in_size) float64 matrix M of :func:`bilinear_taps`: ``M @ x`` resizes
-    x's first axis."""
-    return resize_rows(torch.eye(in_size, dtype=torch.float64), out_size)
-
-
 def resize_rows(matrix: torch.Tensor, out_size: int) -> torch.Tensor:
-    """``bilinear_matrix(out_size, len(matrix)) @ matrix``, two rows blended per output."""
-    low, high, frac = bilinear_taps(out_size, matrix.shape[0])
-    frac = frac.to(matrix).unsqueeze(1)
-    return matrix[low] * (1 - frac) + matrix[high] * frac
+    """``bilinear_matrix(out_size, len(matrix)) @ matrix`` for a float64 CPU matrix, two
+    rows blended per output row."""
+    low, high, frac = _taps(np.arange(out_size, dtype=np.float64),
+                            matrix.shape[0] / out_size, matrix.shape[0])
+    rows, frac = matrix.numpy(), frac[:, None]
+    return torch.from_numpy(rows[low] * (1 - frac) + rows[high] * frac)
+
+
+def bilinear_matrix(out_size: int, in_size: int) -> torch.Tensor:
+    """(out_size, in_size) float64 matrix M of ``F.interpolate``'s bilinear weights along
+    one axis: ``M @ x`` resizes x's first axis."""
+    return resize_rows(torch.eye(in_size, dtype=torch.float64), out_size)
 
 
 def window_average_matrix(length: int, spans: Sequence[Tuple[int, int]],
                           grid_sizes: Sequence[int]) -> torch.Tensor:
-    """Along one axis of length ``length``: each window ``spans[k] = (start, end)`` has
-    ``grid_sizes[k]`` patch rows (or columns), upsampled bilinearly to ``end - start``
-    pixels; every pixel takes the mean over the windows that cover it.
+    """Along one axis of length ``length``: each window ``spans[k] = (start, end)`` (in
+    increasing order) has ``grid_sizes[k]`` patch rows (or columns), upsampled bilinearly
+    to ``end - start`` pixels; every pixel takes the mean over the windows covering it.
 
-    Returns the (length, sum(grid_sizes)) float64 matrix of that operation.
+    Returns the (length, sum(grid_sizes)) float64 matrix of that operation, built for all
+    windows at once (a fixed number of NumPy operations however many windows there are:
+    this runs for every image, on the host).
     """
-    matrix = torch.zeros(length, sum(grid_sizes), dtype=torch.float64)
-    coverage = torch.zeros(length, 1, dtype=torch.float64)
-    offset = 0
-    for (start, end), size in zip(spans, grid_sizes):
-        matrix[start:end, offset:offset + size] = bilinear_matrix(end - start, size)
-        coverage[start:end] += 1
-        offset += size
-    if bool((coverage == 0).any()):
-        raise ValueError(f'windows {list(spans)} leave part of an axis of length {length} '
-                         f'uncovered')
-    return matrix / coverage
+    ends = [0] + [end for _, end in spans]
+    if spans[-1][1] != length or any(start > end for (start, _), end in zip(spans, ends)):
+        raise ValueError(f'windows {list(spans)} do not cover an axis of length {length}')
+    starts = np.array([start for start, _ in spans])
+    lengths = np.array([end - start for start, end in spans])
+    sizes = np.array(grid_sizes)
+    offsets = np.cumsum(sizes) - sizes  # first column of each window's block
+    window = np.repeat(np.arange(len(spans)), lengths)  # for every (window, pixel) pair...
+    position = np.arange(len(window)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    low, high, frac = _taps(position.astype(np.float64), (sizes / lengths)[window],
+                            sizes[window])  # ...its position and taps in the window
+    pixel = starts[window] + position
+    matrix = np.zeros((length, int(sizes.sum())))
+    np.add.at(matrix, (pixel, offsets[window] + low), 1 - frac)
+    np.add.at(matrix, (pixel, offsets[window] + high), frac)
+    return torch.from_numpy(matrix / np.bincount(pixel, minlength=length)[:, None])
 
 
 def nonzero_span(matrix: torch.Tensor) -> Tuple[int, int]:
@@ -70,19 +77,27 @@ def nonzero_span(matrix: torch.Tensor) -> Tuple[int, int]:
     return (int(used[0]), int(used[-1]) + 1) if len(used) else (0, 0)
 
 
+def to_device_of(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A CPU matrix in ``x``'s dtype and on its device.  To a GPU it travels through
+    pinned memory without blocking: a plain copy would wait for every queued kernel."""
+    weights = matrix.to(x.dtype)
+    if x.device.type == 'cuda':
+        return weights.pin_memory().to(x.device, non_blocking=True)
+    return weights.to(x.device)
+
+
 def banded_matmul(matrix: torch.Tensor, x: torch.Tensor, chunk: int = 64,
                   dense_up_to: int = 256) -> torch.Tensor:
-    """``matrix @ x`` for a (n, k) mixing matrix with few nonzeros per row, clustered.
+    """``matrix @ x`` for a (n, k) CPU mixing matrix with few nonzeros per row, clustered.
 
-    Bilinear resizing and window averaging read only nearby grid cells, so for a wide
-    matrix (more than ``dense_up_to`` columns: many windows) each chunk of ``chunk``
-    output rows multiplies just the span of ``x``'s rows it has weights for; a narrow one
-    is applied in one product.  ``matrix`` is float64 on the CPU (spans are found there,
-    without a device sync); ``x`` is (..., k, m) in any dtype and device.  Returns
-    (..., n, m) like ``x``.
+    Bilinear resizing and window averaging read only nearby grid cells, so on the CPU a
+    wide matrix (more than ``dense_up_to`` columns: many windows) is applied a chunk of
+    ``chunk`` output rows at a time, each multiplying just the span of ``x``'s rows it
+    has weights for.  Elsewhere it is one product (a GPU does the whole of it in far less
+    time than finding spans takes).  ``x`` is (..., k, m); returns (..., n, m) like ``x``.
     """
-    weights = matrix.to(x)
-    if matrix.shape[1] <= dense_up_to:
+    weights = to_device_of(matrix, x)
+    if x.device.type != 'cpu' or matrix.shape[1] <= dense_up_to:
         return weights @ x
     out = x.new_empty((*x.shape[:-2], matrix.shape[0], x.shape[-1]))
     for start in range(0, matrix.shape[0], chunk):
@@ -100,6 +115,9 @@ class LogitMap:
         grid: (Q, R, C) patch-grid logits (the crops' grids side by side).
         rows: (H, R) mixing matrix of the rows, float64 on the CPU.
         cols: (W, C) mixing matrix of the columns, float64 on the CPU.
+
+    The mixing matrices are small and built on the CPU from the window geometry alone;
+    only the grid lives on the model's device.
     """
 
     grid: torch.Tensor

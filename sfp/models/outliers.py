@@ -55,8 +55,8 @@ class Outliers:
         k = min(k, scores.shape[1])
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
         picked = torch.gather(scores, 1, order) > float('-inf')
-        index = torch.where(picked, order, torch.full_like(order, -1))
-        return cls(_trim(index), grid)
+        # Not trimmed to the widest crop: that would wait for the device.
+        return cls(torch.where(picked, order, torch.full_like(order, -1)), grid)
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor, grid: Tuple[int, int]) -> Outliers:
