@@ -19,11 +19,17 @@ class SFPDataPreProcessor(SegDataPreProcessor):
     At test time images of one size are stacked into (B, 3, H, W) as in mmseg; a batch
     of different sizes is returned as a list of (3, H_i, W_i) tensors instead of
     failing, and the segmentor encodes every crop of every image in shared batches.
+
+    Args:
+        non_blocking: copy batches to the device without waiting (they come from the
+            loader's pinned memory), so the host prepares the next batch meanwhile.
     """
 
     def __init__(self, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD,
-                 bgr_to_rgb: bool = True, **kwargs):
+                 bgr_to_rgb: bool = True, non_blocking: bool = True, **kwargs):
         super().__init__(mean=mean, std=std, bgr_to_rgb=bgr_to_rgb, **kwargs)
+        # mmseg's preprocessor does not pass this on to mmengine's, which reads it here.
+        self._non_blocking = non_blocking
 
     def forward(self, data: dict, training: bool = False) -> Dict[str, Any]:
         if training:
