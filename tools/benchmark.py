@@ -3,7 +3,8 @@ weights from every block), and the floor (a plain batched forward of the same Vi
 same crops).
 
     python tools/benchmark.py [--sizes 448x336 512x384 1120x560] [--backbone ViT-B/16]
-        [--random] [--precision fp16] [--device cuda] [--images 64] [--json out.json]
+        [--random] [--precision fp16] [--device cuda] [--images 128] [--image-batch 16]
+        [--modes sfp release floor] [--json out.json [--overwrite]]
 
 --backbone is a CLIP name or checkpoint; with --random, a published architecture with
 random weights (speed does not depend on the weights).  Each (size, mode) runs in its own
@@ -180,8 +181,11 @@ def main(argv=None) -> int:
                         help='random weights of the --backbone architecture')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--precision', choices=['fp32', 'fp16', 'bf16', 'fp64'])
-    parser.add_argument('--images', type=int, help='images per measurement')
-    parser.add_argument('--image-batch', type=int, default=8, help='images per predict call')
+    parser.add_argument('--images', type=int,
+                        help='images per measurement (default: 128 on a GPU, 4 on the CPU)')
+    parser.add_argument('--image-batch', type=int,
+                        help='images per predict call (default: 16 on a GPU, as the '
+                             'evaluation configs batch them; 4 on the CPU)')
     parser.add_argument('--crop-batch-size', type=int,
                         help='crops per forward (default: sized to the memory budget)')
     parser.add_argument('--modes', nargs='+', choices=MODES, default=list(MODES))
@@ -196,14 +200,15 @@ def main(argv=None) -> int:
         parser.error(f'{args.json} exists: pass --overwrite to replace it, or another --json')
     gpu = args.device.startswith('cuda')
     precision = args.precision or ('fp16' if gpu else 'fp32')
-    count = args.images or (64 if gpu else 4)
+    count = args.images or (128 if gpu else 4)
+    image_batch = args.image_batch or (16 if gpu else 4)
     rows = []
     for size in args.sizes:
         results = {}
         for mode in args.modes:
             cfg = dict(mode=mode, size=size, backbone=args.backbone, random=args.random,
                        device=args.device, precision=precision, images=count,
-                       image_batch=args.image_batch, crop_batch_size=args.crop_batch_size)
+                       image_batch=image_batch, crop_batch_size=args.crop_batch_size)
             results[mode] = run_worker(cfg)
             print(f"{results[mode]['size']} {mode}: {results[mode]['images_per_s']:.2f} "
                   f"images/s", file=sys.stderr)
@@ -217,7 +222,7 @@ def main(argv=None) -> int:
     device_name = torch.cuda.get_device_name() if gpu else platform.processor() or 'cpu'
     header = (f'backbone {args.backbone}{" (random weights)" if args.random else ""}, '
               f'{precision}, {args.device} ({device_name}), {count} images per measurement, '
-              f'{args.image_batch} images per predict call')
+              f'{image_batch} images per predict call')
     print(header)
     print(table(rows))
     if args.json:
