@@ -11,6 +11,7 @@ produce full-resolution rows a band at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator, Sequence, Tuple, Union
 
 import numpy as np
@@ -141,20 +142,21 @@ class LogitMap:
         return LogitMap(self.grid, resize_rows(self.rows, size[0]),
                         resize_rows(self.cols, size[1]))
 
-    def _mixed_cols(self) -> torch.Tensor:
-        """(Q, R, W): the columns already mixed."""
+    @cached_property
+    def mixed_cols(self) -> torch.Tensor:
+        """(Q, R, W): the columns already mixed, computed once however many passes over
+        the rows read them (the area threshold makes two)."""
         return banded_matmul(self.cols, self.grid.transpose(1, 2)).transpose(1, 2)
 
     def dense(self) -> torch.Tensor:
         """The (Q, H, W) logits."""
-        return banded_matmul(self.rows, self._mixed_cols())
+        return banded_matmul(self.rows, self.mixed_cols)
 
     def row_bands(self, max_elements: int) -> Iterator[Tuple[slice, torch.Tensor]]:
         """(row slice, (Q, rows, W) logits) bands covering the map top to bottom, each of at
         most about ``max_elements`` values."""
         height, width = self.size
         rows = max(1, max_elements // max(self.grid.shape[0] * width, 1))
-        mixed_cols = self._mixed_cols()
         for start in range(0, height, rows):
             band = slice(start, min(start + rows, height))
-            yield band, banded_matmul(self.rows[band], mixed_cols)
+            yield band, banded_matmul(self.rows[band], self.mixed_cols)
