@@ -48,7 +48,8 @@ def load_preset(name: str) -> Preset:
     if not benchmark.class_file.is_file():
         raise FileNotFoundError(f'preset {name!r} needs {benchmark.class_file}, part of the '
                                 f'repository checkout (configs/classnames)')
-    classes = read_class_names(benchmark.class_file)
+    # Presets are the released class files, kept as they are (see parse_class_names).
+    classes = read_class_names(benchmark.class_file, allow_duplicates=True)
     return Preset(name=name, classes=classes,
                   display_names=dataset_class_names(benchmark.dataset_type, classes),
                   model_kwargs={k: getattr(benchmark, k) for k in PRESET_MODEL_KEYS},
@@ -73,7 +74,7 @@ def resolve_vocabulary(vocabulary: Vocabulary) -> List[List[str]]:
     A vocabulary of one class is an error (every pixel would get it): most often a
     misspelt preset, so the message lists the presets and suggests the closest.
     """
-    if isinstance(vocabulary, (str, Path)) and str(vocabulary) in PRESETS:
+    if is_preset(vocabulary):
         return load_preset(str(vocabulary)).classes
     if not isinstance(vocabulary, (str, Path)):
         classes = load_vocabulary(vocabulary)
@@ -100,13 +101,20 @@ def init_segmentor(clip_path: str = 'ViT-B/16', vocabulary: Vocabulary = 'voc21'
                    **kwargs) -> SFPSegmentor:
     """An :class:`SFPSegmentor` for a vocabulary (see :func:`resolve_vocabulary`).
 
+    A preset keeps its released class file as it is, repeated names included.
     ``return_probs=True`` also keeps each image's class probabilities at full resolution
     (``seg_logits``, classes x H x W in float32: 4.5 GiB for an 8-megapixel image and 150
     classes); by default only the label maps are kept.
     """
+    kwargs.setdefault('allow_duplicate_names', is_preset(vocabulary))
     return SFPSegmentor(clip_path=clip_path, name_path=resolve_vocabulary(vocabulary),
                         device=device, precision=precision, return_probs=return_probs,
                         **kwargs)
+
+
+def is_preset(vocabulary: Vocabulary) -> bool:
+    """Whether a vocabulary names a preset."""
+    return isinstance(vocabulary, (str, Path)) and str(vocabulary) in PRESETS
 
 
 def as_bgr_uint8(image: np.ndarray, name: str = 'image') -> np.ndarray:

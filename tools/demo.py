@@ -29,7 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from sfp.apis import PRESETS, init_segmentor, load_preset, resolve_vocabulary, segment_images  # noqa: E402
+from sfp.apis import (  # noqa: E402
+    PRESETS,
+    init_segmentor,
+    is_preset,
+    load_preset,
+    resolve_vocabulary,
+    segment_images,
+)
 from sfp.clip import CheckpointError  # noqa: E402
 from sfp.datasets import read_image  # noqa: E402
 from sfp.utils import atomic_write_png, atomic_write_text  # noqa: E402
@@ -144,7 +151,8 @@ def main(argv=None) -> int:
         classes, names, settings = resolve_settings(args)
         short_side = settings.pop('short_side')
         segmentor = init_segmentor(args.clip_path, classes, device=args.device,
-                                   precision=args.precision, pm=args.pm, **settings)
+                                   precision=args.precision, pm=args.pm,
+                                   allow_duplicate_names=is_preset(args.vocab), **settings)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

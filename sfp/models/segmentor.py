@@ -78,6 +78,9 @@ class SFPSegmentor(BaseSegmentor):
             :func:`sfp.text.build_query_features`).
         return_probs: store the class probabilities (``seg_logits``) in the predictions;
             False keeps only the label maps (less memory for very large images).
+        allow_duplicate_names: accept a class file that gives one name to two classes
+            (only to reproduce a release's file as it is; see
+            :func:`sfp.text.parse_class_names`).
     """
 
     def __init__(self,
@@ -103,6 +106,7 @@ class SFPSegmentor(BaseSegmentor):
                  encoder_cfg: Optional[dict] = None,
                  text_cache: bool = True,
                  return_probs: bool = True,
+                 allow_duplicate_names: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         _check_arguments(prob_thd=prob_thd, logit_scale=logit_scale, slide_crop=slide_crop,
@@ -120,7 +124,8 @@ class SFPSegmentor(BaseSegmentor):
 
         # Text features in at least float32, then keep only the image tower.
         text_dtype = torch.promote_types(dtype, torch.float32)
-        classes = load_vocabulary(name_path)  # fail on a bad class file before loading CLIP
+        # Fail on a bad class file before loading CLIP.
+        classes = load_vocabulary(name_path, allow_duplicate_names)
         if isinstance(clip_path, clip.CLIP):
             checkpoint, model = None, clip_path.to(device=device, dtype=text_dtype)
         else:
