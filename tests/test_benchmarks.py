@@ -7,6 +7,8 @@ from sfp.benchmarks import BENCHMARKS, PAPER_BENCHMARKS, REPORTED_MIOU, get_benc
 from sfp.datasets.checks import LAYOUTS
 from sfp.text import read_class_names
 
+from .conftest import REPO
+
 
 def resize_short_side(cfg) -> int:
     resize = [t for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'Resize']
@@ -59,3 +61,17 @@ def test_unknown_benchmark_lists_the_known():
     with pytest.raises(ValueError, match=r"unknown benchmark 'ADE20K' \(did you mean "
                                          r"'ade20k'\?\); known: voc21, "):
         get_benchmark('ADE20K')
+
+
+def test_readme_table_is_the_table():
+    readme = (REPO / 'README.md').read_text()
+
+    def fmt(value):
+        return '-' if value is None else f'{value:g}'
+
+    for b in BENCHMARKS.values():
+        row = (f'| `{b.name}` | `{b.config().name}` | `data/{b.data_root}` | '
+               f'`{b.class_file.name}` | {b.short_side} | {fmt(b.logit_scale)} | '
+               f'{fmt(b.prob_thd)} | {fmt(b.area_thd)} | '
+               f'{fmt(REPORTED_MIOU["sfp"].get(b.name))} |')
+        assert row in readme, row
