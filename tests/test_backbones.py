@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import sfp
 from sfp import clip
+from sfp.clip.interface import check_visual_tower
 
 TOL = 1e-9
 IMAGE_SIZE, PATCH = 40, 8  # a 5 x 5 patch grid
@@ -45,7 +47,7 @@ def _import_open_clip():
 
 
 open_clip = _import_open_clip()
-transformers = pytest.importorskip('transformers')  # pinned in requirements-test.txt
+transformers = importlib.import_module('transformers')
 
 
 def randomise_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -130,6 +132,7 @@ def test_hf_folder_computes_what_transformers_computes(tmp_path, vision_act, tex
     assert (tmp_path / 'model.safetensors').is_file()
     ours = clip.load(tmp_path, precision='fp64')
     assert (ours.visual.heads, ours.visual.width, ours.config.transformer_heads) == (2, 60, 3)
+    check_visual_tower(ours.visual)
     assert_same_as(ours, **hf_reference(model))
 
 
@@ -232,6 +235,7 @@ def test_open_clip_folder_computes_what_open_clip_computes(tmp_path, quick_gelu)
     assert (ours.visual.heads, ours.config.transformer_heads) == (3, 4)
     act = 'quick_gelu' if quick_gelu else 'gelu'
     assert (ours.config.vision_activation, ours.config.text_activation) == (act, act)
+    check_visual_tower(ours.visual)
     assert_same_as(ours, **reference)
     assert_same_as(clip.load(folder / 'open_clip_pytorch_model.bin', precision='fp64'),
                    **reference)
@@ -385,3 +389,27 @@ def test_hf_hub_repository_without_clip_files(tmp_path, monkeypatch):
     with pytest.raises(clip.CheckpointNotFoundError, match='no CLIP checkpoint.*'
                                                            'open_clip_config.json'):
         clip.load('hf-hub:someone/a-text-model')
+
+
+# -- the method on another backbone ------------------------------------------------------
+def test_segmentor_runs_unchanged_on_a_transformers_backbone(tmp_path):
+    """SFP's method code reaches the tower only through sfp.clip.interface, so a GELU
+    backbone with 30-wide heads needs no change to it."""
+    hf_model(vision_layers=12).save_pretrained(tmp_path)
+    seg = sfp.SFPSegmentor(clip_path=str(tmp_path), name_path=[['cat'], ['dog'], ['sky']],
+                           device='cpu', precision='fp64', slide_crop=48, slide_stride=24)
+    visual = seg.encoder.visual
+    assert isinstance(visual.blocks[0].mlp.gelu, torch.nn.GELU) and visual.heads == 2
+    image = torch.randn(1, 3, 64, 80, dtype=torch.float64)
+    out = seg.predict(image)[0]
+    assert out.seg_logits.data.shape == (3, 64, 80)
+    assert torch.isfinite(out.seg_logits.data).all()
+
+
+def test_a_tower_missing_part_of_the_contract_is_named():
+    visual = clip.random_model('ViT-B/32').visual
+    check_visual_tower(visual)
+    del visual.blocks[3].attn.out_proj
+    with pytest.raises(TypeError, match='MultiheadSelfAttention does not honour Attention: '
+                                        'no out_proj'):
+        check_visual_tower(visual)
