@@ -391,6 +391,31 @@ def test_hf_hub_repository_without_clip_files(tmp_path, monkeypatch):
         clip.load('hf-hub:someone/a-text-model')
 
 
+# -- model bases -------------------------------------------------------------------------
+BACKBONE_BASES = {
+    'sfp_vit-b16-laion2b.py': ('hf-hub:laion/CLIP-ViT-B-16-laion2B-s34B-b88K', 'sfp_vit-b16.py'),
+    'sfp_vit-l14-laion2b.py': ('hf-hub:laion/CLIP-ViT-L-14-laion2B-s32B-b82K', 'sfp_vit-l14.py'),
+    'sfp_vit-l14-datacomp.py': ('hf-hub:laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K',
+                                'sfp_vit-l14.py'),
+    'sfp_vit-b16-metaclip.py': ('hf-hub:facebook/metaclip-b16-fullcc2.5b', 'sfp_vit-b16.py'),
+    'sfp_vit-b16-hf-openai.py': ('hf-hub:openai/clip-vit-base-patch16', 'sfp_vit-b16.py'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(BACKBONE_BASES))
+def test_backbone_model_bases(name):
+    """Each base changes only clip_path of the ViT-B/16 (or ViT-L/14) base."""
+    from mmengine.config import Config
+
+    folder = Path(__file__).resolve().parents[1] / 'configs' / '_base_' / 'models'
+    clip_path, parent = BACKBONE_BASES[name]
+    model = Config.fromfile(folder / name).model.to_dict()
+    parent_model = Config.fromfile(folder / parent).model.to_dict()
+    assert model.pop('clip_path') == clip_path
+    parent_model.pop('clip_path')
+    assert model == parent_model
+
+
 # -- the method on another backbone ------------------------------------------------------
 def test_segmentor_runs_unchanged_on_a_transformers_backbone(tmp_path):
     """SFP's method code reaches the tower only through sfp.clip.interface, so a GELU
