@@ -11,6 +11,7 @@ from ..models.encoder import BlockWalk, MethodEncoder
 from ..models.enhancer import SemanticAwareAttentionEnhancer
 from ..models.guidance import aggregate, guidance_attention, guidance_similarity
 from ..models.mitigation import mitigate_outliers
+from ..models.outliers import Outliers
 from ..registry import ENCODERS
 
 
@@ -56,13 +57,13 @@ class SCCLIPEncoder(MethodEncoder):
         self.anomaly_detector = LOFDetector(n_neighbors, contamination)
         self.guided_attention = SemanticAwareAttentionEnhancer(res_cls, terms=('guidance', 'kk'))
 
-    def anomalies(self, tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        """(B, 1 + N, C) output of block L-1 -> (B, N) mask of its anomalous patches."""
-        return self.anomaly_detector(tokens, None, grid).mask()
+    def anomalies(self, tokens: torch.Tensor, grid: Tuple[int, int]) -> Outliers:
+        """The anomalous patches of (B, 1 + N, C) block L-1 outputs, in patch order."""
+        return self.anomaly_detector(tokens, None, grid)
 
     def head(self, walk: BlockWalk) -> torch.Tensor:
         grid, tokens = walk.grid, walk.tokens
-        anomalous = self.anomalies(tokens, grid)
+        anomalous = self.anomalies(tokens, grid).mask()
         patches = mitigate_outliers(tokens[:, 1:], anomalous, grid, keep_isolated=True)
         middle = mitigate_outliers(walk.outputs[self.guidance_block][:, 1:], anomalous, grid,
                                    keep_isolated=True)
