@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..clip.model import VisionTransformer
-from ..registry import ENCODER_PARTS
+from ..registry import ENCODER_PARTS, build_from_registry
 from .detectors import OutlierDetector, build_detector
 from .mitigation import NeighbourMeanMitigation
 from .outliers import Outliers
@@ -31,15 +31,8 @@ def build_part(part: PartConfig, default_type: type) -> Optional[nn.Module]:
     if not isinstance(part, dict):
         raise ValueError(f'expected a {default_type.__name__}, a config dict or None, '
                          f'got {part!r}')
-    cfg = dict(part)
-    cfg.setdefault('type', default_type.__name__)
-    if cfg['type'] not in ENCODER_PARTS.module_dict:
-        raise ValueError(f'unknown encoder part type {cfg["type"]!r}; choose from '
-                         f'{", ".join(sorted(ENCODER_PARTS.module_dict))}')
-    try:
-        return ENCODER_PARTS.build(cfg)
-    except TypeError as err:
-        raise ValueError(f'bad arguments for {cfg["type"]}: {err}') from err
+    return build_from_registry(ENCODER_PARTS, dict(dict(type=default_type.__name__), **part),
+                               'encoder part type')
 
 
 @dataclass

@@ -15,11 +15,10 @@ from mmseg.structures import SegDataSample
 
 from .. import clip
 from ..methods import SFPEncoder
-from ..registry import ENCODERS
+from ..registry import ENCODERS, build_from_registry, registered_type
 from ..text import build_query_features, load_vocabulary
 from .data_preprocessor import SFPDataPreProcessor
 from .detectors import build_detector
-from .encoder import MethodEncoder
 from .enhancer import SemanticAwareAttentionEnhancer
 from .inference import SlidingWindowLayout, patch_logits
 from .integrator import HierarchicalIntegrator
@@ -157,7 +156,8 @@ class SFPSegmentor(BaseSegmentor):
         self.class_names = [names[0] for names in classes]
         query_features, query_idx = build_query_features(
             model, classes, templates, checkpoint=checkpoint if text_cache else None)
-        self.encoder = _build_encoder(parts, model.visual.to(dtype))
+        self.encoder = build_from_registry(ENCODERS, dict(parts, visual=model.visual.to(dtype)),
+                                           'encoder')
         del model
         self.register_buffer('query_features', query_features.to(dtype), persistent=False)
         self.register_buffer('query_idx', query_idx, persistent=False)
@@ -354,18 +354,7 @@ def _encoder_type(encoder: Optional[dict]) -> type:
     if not isinstance(encoder, dict) or 'type' not in encoder:
         raise ValueError(f'encoder must be a config dict with a "type" (one of '
                          f'{", ".join(sorted(ENCODERS.module_dict))}), got {encoder!r}')
-    encoder_type = ENCODERS.get(encoder['type'])
-    if encoder_type is None:
-        raise ValueError(f'unknown encoder type {encoder["type"]!r}; choose from '
-                         f'{", ".join(sorted(ENCODERS.module_dict))}')
-    return encoder_type
-
-
-def _build_encoder(cfg: dict, visual: clip.model.VisionTransformer) -> MethodEncoder:
-    try:
-        return ENCODERS.build(dict(cfg, visual=visual))
-    except TypeError as err:
-        raise ValueError(f'bad arguments for encoder {cfg["type"]!r}: {err}') from err
+    return registered_type(ENCODERS, encoder['type'], 'encoder type')
 
 
 def _ori_size(meta: dict) -> Tuple[int, int]:
