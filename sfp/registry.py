@@ -4,7 +4,32 @@ The segmentor, its data preprocessor and the datasets register in mmseg's own
 ``MODELS`` and ``DATASETS`` so that mmseg configs and mmengine's Runner find them.
 Outlier detectors have their own registry, keyed by the release's ``pm`` names;
 adding a detector is one module with one ``@OUTLIER_DETECTORS.register_module()``.
+Methods (SFP and the baselines) are image encoders in ``ENCODERS``, built from a
+segmentor's ``encoder=dict(type=...)``; the parts an encoder is assembled from
+(mitigation, enhancer, integrator) are in ``ENCODER_PARTS`` so that configs can give
+them as dicts.
 """
 from mmengine.registry import Registry
 
 OUTLIER_DETECTORS = Registry('outlier detector', locations=['sfp.models.detectors'])
+ENCODERS = Registry('encoder', locations=['sfp.methods'])
+ENCODER_PARTS = Registry('encoder part', locations=['sfp.models'])
+
+
+def registered_type(registry: Registry, name: str, what: str, argument: str = '') -> type:
+    """The class registered as ``name``; an unknown name is a ValueError listing the
+    choices (``what`` says what is looked up, ``argument`` prefixes the name)."""
+    if name not in registry.module_dict:
+        raise ValueError(f'unknown {what} {argument}{name!r}; choose from '
+                         f'{", ".join(sorted(registry.module_dict))}')
+    return registry.module_dict[name]
+
+
+def build_from_registry(registry: Registry, cfg: dict, what: str, argument: str = ''):
+    """Build a ``dict(type=..., **arguments)`` config; an unknown type or bad arguments
+    are a ValueError naming them."""
+    registered_type(registry, cfg['type'], what, argument)
+    try:
+        return registry.build(cfg)
+    except TypeError as err:
+        raise ValueError(f'bad arguments for {what} {cfg["type"]!r}: {err}') from err

@@ -1,4 +1,5 @@
-"""SFP's model parts and the segmentor."""
+"""The generic segmentor, the shared encoder machinery and SFP's model parts."""
+from ..methods import SFPEncoder
 from .data_preprocessor import SFPDataPreProcessor
 from .detectors import (
                         CLSAttentionDetector,
@@ -8,7 +9,13 @@ from .detectors import (
                         OutlierDetector,
                         build_detector,
 )
-from .encoder import EncoderOutput, SFPEncoder
+from .encoder import (
+                        BlockWalk,
+                        EncoderOutput,
+                        LastBlockAttentionEncoder,
+                        MethodEncoder,
+                        build_part,
+)
 from .enhancer import SemanticAwareAttentionEnhancer
 from .guidance import aggregate, guidance_attention, guidance_similarity
 from .inference import SlidingWindowLayout, patch_logits, sliding_windows, window_spans
@@ -22,11 +29,12 @@ from .segmentor import SFPSegmentor
 from .wrapper import InferenceOnlyWrapper
 
 __all__ = [
-    'CLSAttentionDetector', 'CLSSelfAttentionDetector', 'EncoderOutput',
+    'BlockWalk', 'CLSAttentionDetector', 'CLSSelfAttentionDetector', 'EncoderOutput',
     'HierarchicalIntegrator', 'InferenceOnlyWrapper', 'L2NormDetector', 'LOFDetector',
-    'LogitMap', 'NeighbourMeanMitigation', 'OutlierDetector', 'Outliers', 'PAMR',
+    'LastBlockAttentionEncoder', 'LogitMap', 'MethodEncoder', 'NeighbourMeanMitigation',
+    'OutlierDetector', 'Outliers', 'PAMR',
     'SFPDataPreProcessor', 'SFPEncoder', 'SFPSegmentor', 'SemanticAwareAttentionEnhancer',
-    'SlidingWindowLayout', 'aggregate', 'bilinear_matrix', 'build_detector',
+    'SlidingWindowLayout', 'aggregate', 'bilinear_matrix', 'build_detector', 'build_part',
     'guidance_attention', 'guidance_similarity', 'mitigate_outliers', 'patch_logits',
     'postprocess_logit_map', 'postprocess_logits', 'sliding_windows', 'window_average_matrix',
     'window_spans'

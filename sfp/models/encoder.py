@@ -1,20 +1,38 @@
-"""SFP's image encoder: a CLIP ViT run block by block with the method's parts plugged in
-at its hook points."""
+"""What every method shares: blocks 1..L-1 of a CLIP ViT walked once, with outlier
+purification as a hook in that walk.
+
+A method is a :class:`MethodEncoder` subclass that says which block outputs it reads
+(``kept_blocks``, ``summed_blocks``) and implements :meth:`MethodEncoder.head`, its
+replacement of the last block; everything else (embedding, the walk, detection and
+mitigation, the projection into CLIP's joint space) is here.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from ..clip.model import VisionTransformer
-from .detectors import OutlierDetector
-from .enhancer import SemanticAwareAttentionEnhancer
-from .guidance import aggregate, guidance_attention, guidance_similarity
-from .integrator import HierarchicalIntegrator
+from ..registry import ENCODER_PARTS, build_from_registry
+from .detectors import OutlierDetector, build_detector
 from .mitigation import NeighbourMeanMitigation
 from .outliers import Outliers
+
+PartConfig = Union[nn.Module, dict, None]
+
+
+def build_part(part: PartConfig, default_type: type) -> Optional[nn.Module]:
+    """A built part as it is, None as None, or a config dict built from
+    :data:`~sfp.registry.ENCODER_PARTS` (``type`` defaults to ``default_type``)."""
+    if part is None or isinstance(part, nn.Module):
+        return part
+    if not isinstance(part, dict):
+        raise ValueError(f'expected a {default_type.__name__}, a config dict or None, '
+                         f'got {part!r}')
+    return build_from_registry(ENCODER_PARTS, dict(dict(type=default_type.__name__), **part),
+                               'encoder part type')
 
 
 @dataclass
@@ -32,91 +50,112 @@ class EncoderOutput:
     grid: Tuple[int, int]
 
 
-class SFPEncoder(nn.Module):
-    """A CLIP ViT with outlier detection and mitigation, the semantic-aware attention
-    enhancer and the hierarchical integrator.
+@dataclass
+class BlockWalk:
+    """What walking blocks 1..L-1 hands a method.
 
-    Blocks 1..L-1 run unchanged (only the detection block materialises attention
-    weights, and only when the detector reads them).  Then, per crop: detect outliers
-    on the ``detect_block`` output; mitigate them in the block L-1 patches and in the
-    ``pre_guidance_block`` patches; build guidance similarities from those (S_pre) and
-    from the ``post_guidance_block`` patches (S_post); aggregate with S_pre, run the
-    enhancer with the last block, aggregate with S_post; add the integrator branch;
-    project with ln_post and the visual projection.  Block numbers count from 1.
+    Attributes:
+        tokens: (B, 1 + N, C) output of block L-1, CLS first; with purification, its
+            outlier patches are already mitigated.
+        outputs: block number -> (B, 1 + N, C) output of each block in ``kept_blocks``.
+        summed: (B, 1 + N, C) sum of the outputs of ``summed_blocks`` (None if none).
+        outliers: outliers found at the detection block (None without purification).
+        grid: patch grid (rows, cols).
+    """
+
+    tokens: torch.Tensor
+    outputs: Dict[int, torch.Tensor]
+    summed: Optional[torch.Tensor]
+    outliers: Optional[Outliers]
+    grid: Tuple[int, int]
+
+
+class MethodEncoder(nn.Module):
+    """Base of every method's image encoder.
+
+    Blocks 1..L-1 run unchanged, through the fused attention kernel; only a block whose
+    attention a detector reads materialises its weights.  With a ``detector``
+    (purification), outliers are detected on the output of ``detect_block`` and
+    mitigated in the patches of block L-1's output before the method's :meth:`head`
+    sees them, as SFP does; ``stream_mitigation_blocks`` also purify inside the stream.
+    Block numbers count from 1.
 
     Args:
         visual: the CLIP ViT image tower (its weights are used as they are).
-        detector: outlier detector, or None to skip detection and mitigation.
+        detector: outlier detector (an instance, a ``pm`` name or a config dict), or
+            None for no purification.
         mitigation: replaces outlier tokens (default: neighbour mean).
-        enhancer: step 6, or None to skip it (an ablation).
-        integrator: step 8, or None to drop the hierarchical branch (an ablation).
         detect_block: block whose output the detector reads (default L-1).
-        pre_guidance_block: block of S_pre (default 9).
-        post_guidance_block: block of S_post (default 4).
-        similarity_threshold: similarities below it are zeroed (default 0.4).
-        guidance_scale: the factor in G = scale * (S_pre - mean) (default 3).
         stream_mitigation_blocks: blocks after which outliers are also detected and
-            mitigated inside the forward stream, so later blocks see purified tokens
-            (the paper's "at each layer"; empty = the release's behaviour).
+            mitigated inside the forward stream, so later blocks see purified tokens.
+        kept_blocks: blocks whose outputs :meth:`head` reads (``BlockWalk.outputs``).
+        summed_blocks: (first, last) inclusive range of blocks whose outputs are summed
+            (``BlockWalk.summed``), or None.
     """
+
+    #: Whether the method purifies when the segmentor's ``purify`` is left unset.
+    purify_by_default = False
 
     def __init__(self,
                  visual: VisionTransformer,
-                 detector: Optional[OutlierDetector] = None,
-                 mitigation: Optional[nn.Module] = None,
-                 enhancer: Optional[SemanticAwareAttentionEnhancer] = None,
-                 integrator: Optional[HierarchicalIntegrator] = None,
+                 detector: Union[OutlierDetector, str, dict, None] = None,
+                 mitigation: PartConfig = None,
                  detect_block: Optional[int] = None,
-                 pre_guidance_block: int = 9,
-                 post_guidance_block: int = 4,
-                 similarity_threshold: float = 0.4,
-                 guidance_scale: float = 3.0,
-                 stream_mitigation_blocks: Sequence[int] = ()):
+                 stream_mitigation_blocks: Sequence[int] = (),
+                 kept_blocks: Sequence[int] = (),
+                 summed_blocks: Optional[Tuple[int, int]] = None):
         super().__init__()
         self.visual = visual
+        if isinstance(detector, (str, dict)):
+            detector = build_detector(detector)
         self.detector = detector
-        self.mitigation = mitigation if mitigation is not None else NeighbourMeanMitigation()
-        self.enhancer = enhancer
-        self.integrator = integrator
-        last = visual.num_blocks - 1  # the final block is replaced by SFP's branches
+        self.mitigation = build_part(mitigation, NeighbourMeanMitigation) \
+            or NeighbourMeanMitigation()
+        last = visual.num_blocks - 1  # the final block is the method's
         self.detect_block = last if detect_block is None else detect_block
-        self.pre_guidance_block = pre_guidance_block
-        self.post_guidance_block = post_guidance_block
-        self.similarity_threshold = similarity_threshold
-        self.guidance_scale = guidance_scale
         self.stream_mitigation_blocks = tuple(sorted(set(stream_mitigation_blocks)))
-        checked = {'detect_block': self.detect_block, 'pre_guidance_block': pre_guidance_block,
-                   'post_guidance_block': post_guidance_block}
+        self.kept_blocks = tuple(sorted(set(kept_blocks)))
+        self.summed_blocks = summed_blocks
+        checked = {'detect_block': self.detect_block}
         checked.update({f'stream_mitigation_blocks[{i}]': b
                         for i, b in enumerate(self.stream_mitigation_blocks)})
-        if integrator is not None:
-            checked.update({'integrator first block': integrator.blocks[0],
-                            'integrator last block': integrator.blocks[1]})
-        for name, block in checked.items():
-            if not 1 <= block <= last:
-                raise ValueError(f'{name} = {block}: must be a block from 1 to {last} of this '
-                                 f'{visual.num_blocks}-block ViT (the last block is SFP\'s)')
+        if summed_blocks is not None:
+            checked.update({'first summed block': summed_blocks[0],
+                            'last summed block': summed_blocks[1]})
+        self.check_blocks(checked)
         if self.stream_mitigation_blocks and detector is None:
             raise ValueError('stream_mitigation_blocks needs an outlier detector')
+
+    def check_blocks(self, blocks: Dict[str, int]) -> None:
+        """Raise a clear error for a block number outside 1..L-1."""
+        last = self.visual.num_blocks - 1
+        for name, block in blocks.items():
+            if not 1 <= block <= last:
+                raise ValueError(f'{name} = {block}: must be a block from 1 to {last} of this '
+                                 f'{self.visual.num_blocks}-block ViT (the last block is the '
+                                 f'method\'s)')
+
+    @property
+    def last_block(self) -> nn.Module:
+        return self.visual.blocks[self.visual.num_blocks - 1]
 
     def _wants_attention(self, block: int) -> bool:
         return (self.detector is not None and self.detector.needs_attention
                 and (block == self.detect_block or block in self.stream_mitigation_blocks))
 
-    def _purify(self, tokens: torch.Tensor, attention: Optional[torch.Tensor],
-                grid: Tuple[int, int]) -> Tuple[torch.Tensor, Outliers]:
-        """Detect outliers in (B, 1+N, C) tokens and mitigate them in the patches."""
-        outliers = self.detector(tokens, attention, grid)
-        patches = self.mitigation(tokens[:, 1:], outliers.mask(), grid)
-        return torch.cat([tokens[:, :1], patches], dim=1), outliers
+    def _mitigate(self, tokens: torch.Tensor, outliers: Outliers) -> torch.Tensor:
+        """(B, 1 + N, C) tokens with their outlier patches mitigated (CLS unchanged)."""
+        patches = self.mitigation(tokens[:, 1:], outliers.mask(), outliers.grid)
+        return torch.cat([tokens[:, :1], patches], dim=1)
 
-    def forward(self, images: torch.Tensor) -> EncoderOutput:
-        """Encode a batch of equally sized crops (B, 3, H, W), CLIP-normalised."""
+    def walk(self, images: torch.Tensor) -> BlockWalk:
+        """Run blocks 1..L-1 on (B, 3, H, W) CLIP-normalised crops (see the class doc)."""
         grid = self.visual.grid_size(*images.shape[-2:])
         x = self.visual.embed(images)  # (B, 1 + N, C)
-        last = self.visual.num_blocks - 1
-        summed = pre = post = detected = attention = None
-        for index, block in enumerate(self.visual.blocks[:last], start=1):
+        outputs: Dict[int, torch.Tensor] = {}
+        summed = detected = None
+        first, last = self.summed_blocks or (0, -1)
+        for index, block in enumerate(self.visual.blocks[:self.visual.num_blocks - 1], start=1):
             if self._wants_attention(index):
                 x, attention = block.forward_with_weights(x)
             else:
@@ -124,30 +163,61 @@ class SFPEncoder(nn.Module):
             if index == self.detect_block:
                 detected = (x, attention)
             if index in self.stream_mitigation_blocks:
-                x, _ = self._purify(x, attention, grid)
-            if self.integrator is not None and self.integrator.uses_block(index):
+                x = self._mitigate(x, self.detector(x, attention, grid))
+            if first <= index <= last:
                 summed = x if summed is None else summed + x
-            if index == self.pre_guidance_block:
-                pre = x[:, 1:]
-            if index == self.post_guidance_block:
-                post = x[:, 1:]
-
-        cls, patches = x[:, :1], x[:, 1:]
+            if index in self.kept_blocks:
+                outputs[index] = x
         outliers = None
         if self.detector is not None:
             outliers = self.detector(detected[0], detected[1], grid)
-            mask = outliers.mask()
-            patches = self.mitigation(patches, mask, grid)
-            pre = self.mitigation(pre, mask, grid)
+            x = self._mitigate(x, outliers)
+        return BlockWalk(x, outputs, summed, outliers, grid)
 
-        s_pre = guidance_similarity(pre, self.similarity_threshold)  # (B, N, N)
-        s_post = guidance_similarity(post, self.similarity_threshold)
-        guide = guidance_attention(s_pre, self.guidance_scale)
-        final_block = self.visual.blocks[last]
-        patches = aggregate(patches, s_pre)
-        if self.enhancer is not None:
-            patches = self.enhancer(final_block, patches, cls, guide)
-        patches = aggregate(patches, s_post)
-        if self.integrator is not None:
-            patches = patches + aggregate(self.integrator(final_block, summed, guide), s_post)
-        return EncoderOutput(self.visual.project(patches), outliers, grid)
+    def head(self, walk: BlockWalk) -> torch.Tensor:
+        """The method's last block (and whatever it adds): (B, N, C) patch tokens, to be
+        projected with ln_post and the visual projection."""
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> EncoderOutput:
+        """Encode a batch of equally sized crops (B, 3, H, W), CLIP-normalised."""
+        walk = self.walk(images)
+        return EncoderOutput(self.visual.project(self.head(walk)), walk.outliers, walk.grid)
+
+
+class LastBlockAttentionEncoder(MethodEncoder):
+    """A method that only swaps the last block's attention (ClearCLIP's family, SCLIP,
+    NACLIP).
+
+    The attention of :meth:`attention` runs over all tokens, CLS included, and goes
+    through the block's out_proj.  With ``keep_residual`` the block keeps its structure,
+    ``y = x + attn(ln_1(x)); y = y + mlp(ln_2(y))``; otherwise its output is the
+    attention alone (no residual, no FFN: ClearCLIP's ``ignore_residual``).
+
+    Args:
+        keep_residual: as above; None takes the method's own setting.
+        **kwargs: :class:`MethodEncoder` arguments (purification).
+    """
+
+    #: The release's choice for the method (see ``keep_residual``).
+    keep_residual = False
+
+    def __init__(self, visual: VisionTransformer, keep_residual: Optional[bool] = None,
+                 **kwargs):
+        super().__init__(visual, **kwargs)
+        if keep_residual is not None:
+            self.keep_residual = keep_residual
+
+    def attention(self, block: nn.Module, hidden: torch.Tensor,
+                  grid: Tuple[int, int]) -> torch.Tensor:
+        """The method's attention: block ``ln_1`` output (B, 1 + N, C) -> per-head
+        attention output (B, heads, 1 + N, head_dim), before out_proj."""
+        raise NotImplementedError
+
+    def head(self, walk: BlockWalk) -> torch.Tensor:
+        block, x = self.last_block, walk.tokens
+        out = block.attn.merge_heads(self.attention(block, block.ln_1(x), walk.grid))
+        if self.keep_residual:
+            out = x + out
+            out = out + block.mlp(block.ln_2(out))
+        return out[:, 1:]

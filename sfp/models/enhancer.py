@@ -2,24 +2,40 @@
 similarities (SFP step 6)."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..clip.model import ResidualAttentionBlock
+from ..registry import ENCODER_PARTS
+
+ATTENTION_TERMS = ('qq', 'kk', 'guidance')
 
 
+@ENCODER_PARTS.register_module()
 class SemanticAwareAttentionEnhancer(nn.Module):
     """Attention-only pass of the last block with self-self and guided attention.
 
     W = [softmax(Q Q^T / sqrt(d)) + softmax(K K^T / sqrt(d)) + A_g] / 3 per head, where
     A_g = softmax(G) comes from the purified block-9 similarities and is shared by every
     head; the output is out_proj(W V) + ``cls_residual`` * CLS (no residual, no MLP).
+
+    Args:
+        cls_residual: weight of the CLS token added to the output.
+        terms: the attentions averaged, among 'qq', 'kk' and 'guidance' (SFP: all
+            three; SC-CLIP: 'guidance' and 'kk').
     """
 
-    def __init__(self, cls_residual: float = 0.3):
+    def __init__(self, cls_residual: float = 0.3, terms: Sequence[str] = ATTENTION_TERMS):
         super().__init__()
+        unknown = [t for t in terms if t not in ATTENTION_TERMS]
+        if unknown or not terms:
+            raise ValueError(f'enhancer terms must be a non-empty subset of {ATTENTION_TERMS}, '
+                             f'got {tuple(terms)}')
         self.cls_residual = cls_residual
+        self.terms = tuple(terms)
 
     def forward(self, block: ResidualAttentionBlock, patches: torch.Tensor, cls: torch.Tensor,
                 guidance: torch.Tensor) -> torch.Tensor:
@@ -34,7 +50,8 @@ class SemanticAwareAttentionEnhancer(nn.Module):
         """
         q, k, v = block.attn.project_qkv(block.ln_1(patches))  # (B, h, N, d) each
         # softmax(QQ^T)V and softmax(KK^T)V through the fused kernel, A_g V for all heads.
-        mixed = (F.scaled_dot_product_attention(q, q, v)
-                 + F.scaled_dot_product_attention(k, k, v)
-                 + guidance.unsqueeze(1).to(v.dtype) @ v) / 3
+        outputs = dict(qq=lambda: F.scaled_dot_product_attention(q, q, v),
+                       kk=lambda: F.scaled_dot_product_attention(k, k, v),
+                       guidance=lambda: guidance.unsqueeze(1).to(v.dtype) @ v)
+        mixed = sum(outputs[t]() for t in self.terms) / len(self.terms)
         return block.attn.merge_heads(mixed) + self.cls_residual * cls

@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from ..clip.model import ResidualAttentionBlock
+from ..registry import ENCODER_PARTS
 
 
+@ENCODER_PARTS.register_module()
 class HierarchicalIntegrator(nn.Module):
     """Sum of the outputs of ``blocks`` (1-based, inclusive), passed through the last
     block's value and output projections with the guidance attention only:

@@ -43,9 +43,13 @@ class PAMR(nn.Module):
         diffs = torch.cat([(centre - w[:, :, [i for i in range(9) if i != 4]]).abs()
                            for w in windows], dim=2)  # (B, K, 8D, H, W)
         affinity = (-diffs / (1e-8 + 0.1 * sigma)).mean(dim=1).softmax(dim=1)  # (B, 8D, H, W)
-        affinity = affinity.unsqueeze(1)
+        weights = affinity.unsqueeze(2).unbind(1)  # 8D x (B, 1, H, W)
         for _ in range(self.num_iter):
-            neighbours = torch.cat([torch.stack(_window(mask, d, False), dim=2)
-                                    for d in self.dilations], dim=2)  # (B, C, 8D, H, W)
-            mask = (neighbours * affinity).sum(dim=2)
+            # Neighbours are weighted one at a time: stacking them would hold 8D copies
+            # of the (B, C, H, W) mask (gigabytes for many queries at full resolution).
+            neighbours = [n for d in self.dilations for n in _window(mask, d, False)]
+            refined = torch.zeros_like(mask)
+            for weight, neighbour in zip(weights, neighbours):
+                refined.addcmul_(weight, neighbour)
+            mask = refined
         return mask

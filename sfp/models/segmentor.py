@@ -1,4 +1,5 @@
-"""The SFP segmentor: an mmseg segmentor around :class:`~sfp.models.encoder.SFPEncoder`."""
+"""The open-vocabulary segmentor: an mmseg segmentor around a method's image encoder
+(SFP's by default, or any of :data:`sfp.registry.ENCODERS`)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -13,10 +14,11 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from .. import clip
+from ..methods import SFPEncoder
+from ..registry import ENCODERS, build_from_registry, registered_type
 from ..text import build_query_features, load_vocabulary
 from .data_preprocessor import SFPDataPreProcessor
 from .detectors import build_detector
-from .encoder import SFPEncoder
 from .enhancer import SemanticAwareAttentionEnhancer
 from .inference import SlidingWindowLayout, patch_logits
 from .integrator import HierarchicalIntegrator
@@ -39,12 +41,18 @@ def _check_device(device: Union[str, torch.device, None]) -> torch.device:
     return device
 
 
-@MODELS.register_module(name=['SFPSegmentor', 'SFPForSegmentation'])
+@MODELS.register_module(name=['SFPSegmentor', 'SFPForSegmentation',
+                                'OpenVocabularySegmentor'])
 class SFPSegmentor(BaseSegmentor):
-    """Training-free open-vocabulary segmentation with SFP on a frozen CLIP ViT.
+    """Training-free open-vocabulary segmentation on a frozen CLIP ViT, with SFP or any
+    method of :data:`sfp.registry.ENCODERS` (``encoder=dict(type=...)``).
 
-    The constructor takes the release's arguments (its configs keep working under the
-    release's name ``SFPForSegmentation``) and a few more.
+    The segmentor holds what every method shares: the vocabulary and its text features,
+    sliding windows or the whole image, factored logit maps, PAMR, thresholds and
+    batched prediction.  A method is its image encoder.  The constructor takes the SFP
+    release's arguments (its configs keep working under the release's name
+    ``SFPForSegmentation``) and a few more; ``OpenVocabularySegmentor`` is a neutral
+    alias for configs of other methods.
 
     Args:
         clip_path: CLIP model name ('ViT-B/16', ...), checkpoint path, or a loaded
@@ -59,21 +67,30 @@ class SFPSegmentor(BaseSegmentor):
         slide_stride, slide_crop: sliding-window stride and crop; ``slide_crop=0``
             encodes the whole image at once.
         area_thd: classes covering at most this fraction of the non-0 pixels are dropped.
-        purify: detect and mitigate outliers (False is the ablation without them).
+        purify: detect outliers on the detection block's output (``pm``) and mitigate
+            them before the method's last block; works with every method.  None takes
+            the method's default: True for SFP (False is its ablation), False for the
+            baselines (as released).
         pm: outlier detector: a registered name ('SOM', 'L2', 'LOF', ...) or a config
             dict such as ``dict(type='LOF', n_neighbors=20)``.
-        res_cls: weight of the CLS residual in the rebuilt attention (also sets SOM's
+        res_cls: weight of the CLS residual in SFP's rebuilt attention (also sets SOM's
             CLS-attention weight to ``5 * res_cls``, as the release).
-        cross_s, cross_e: the integrator sums blocks ``cross_s + 1 .. cross_e``.
+        cross_s, cross_e: SFP's integrator sums blocks ``cross_s + 1 .. cross_e``.
         precision: 'fp32', 'fp16', 'bf16' or 'fp64' (default: fp16 on GPU, fp32 on CPU).
         crop_batch_size: crops encoded per forward pass, across all images of a batch;
             None sizes batches to ``memory_budget_mb`` (see :meth:`crops_per_batch`).
         memory_budget_mb: working memory for one crop batch (default: half of the free
             GPU memory, or 2048 MiB on the CPU).
         templates: prompt template file or list (default: CLIP's 80 ImageNet templates).
-        encoder_cfg: further :class:`SFPEncoder` arguments (block choices,
-            ``stream_mitigation_blocks`` ...); ``enhancer=None`` or ``integrator=None``
-            drop step 6 or step 8 (ablations).
+        encoder: the method: a config dict ``dict(type=<name in ENCODERS>, ...)`` of its
+            encoder's arguments (the image tower and, with ``purify``, the detector are
+            filled in).  None builds SFP's encoder from the arguments above.
+        encoder_cfg: further encoder arguments, merged over ``encoder`` (SFP: block
+            choices, ``stream_mitigation_blocks`` ...; parts as modules or config dicts;
+            ``enhancer=None`` or ``integrator=None`` drop step 6 or step 8: ablations).
+        resize_via_input: in whole-image mode, resize the patch-grid logits to the input
+            size and then to the original size (NACLIP's release) instead of straight
+            to the original size.
         text_cache: cache the query features on disk (see
             :func:`sfp.text.build_query_features`).
         return_probs: store the class probabilities (``seg_logits``) in the predictions;
@@ -94,7 +111,7 @@ class SFPSegmentor(BaseSegmentor):
                  slide_stride: int = 112,
                  slide_crop: int = 224,
                  area_thd: Optional[float] = None,
-                 purify: bool = True,
+                 purify: Optional[bool] = None,
                  pm: Union[str, dict] = 'SOM',
                  res_cls: float = 0.3,
                  cross_s: int = 3,
@@ -103,7 +120,9 @@ class SFPSegmentor(BaseSegmentor):
                  crop_batch_size: Optional[int] = None,
                  memory_budget_mb: Optional[float] = None,
                  templates: Union[str, Path, Sequence[str], None] = None,
+                 encoder: Optional[dict] = None,
                  encoder_cfg: Optional[dict] = None,
+                 resize_via_input: bool = False,
                  text_cache: bool = True,
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
@@ -120,7 +139,15 @@ class SFPSegmentor(BaseSegmentor):
         if precision is None:
             precision = 'fp16' if device.type == 'cuda' else 'fp32'
         dtype = clip.precision_dtype(precision)
-        detector = build_detector(pm, res_cls) if purify else None
+        encoder_type = _encoder_type(encoder)
+        if purify is None:
+            purify = encoder_type.purify_by_default
+        parts = dict(detector=build_detector(pm, res_cls) if purify else None)
+        if issubclass(encoder_type, SFPEncoder):
+            parts.update(enhancer=SemanticAwareAttentionEnhancer(cls_residual=res_cls),
+                         integrator=HierarchicalIntegrator((cross_s + 1, cross_e), res_cls))
+        parts.update(encoder or dict(type=SFPEncoder.__name__))
+        parts.update(encoder_cfg or {})  # e.g. integrator=None for an ablation
 
         # Text features in at least float32, then keep only the image tower.
         text_dtype = torch.promote_types(dtype, torch.float32)
@@ -134,11 +161,8 @@ class SFPSegmentor(BaseSegmentor):
         self.class_names = [names[0] for names in classes]
         query_features, query_idx = build_query_features(
             model, classes, templates, checkpoint=checkpoint if text_cache else None)
-        parts = dict(detector=detector,
-                     enhancer=SemanticAwareAttentionEnhancer(cls_residual=res_cls),
-                     integrator=HierarchicalIntegrator((cross_s + 1, cross_e), res_cls))
-        parts.update(encoder_cfg or {})  # e.g. integrator=None for an ablation
-        self.encoder = SFPEncoder(model.visual.to(dtype), **parts)
+        self.encoder = build_from_registry(ENCODERS, dict(parts, visual=model.visual.to(dtype)),
+                                           'encoder')
         del model
         self.register_buffer('query_features', query_features.to(dtype), persistent=False)
         self.register_buffer('query_idx', query_idx, persistent=False)
@@ -152,6 +176,7 @@ class SFPSegmentor(BaseSegmentor):
         self.crop_batch_size = crop_batch_size
         self.memory_budget_mb = memory_budget_mb
         self.return_probs = return_probs
+        self.resize_via_input = resize_via_input
         self.pamr = PAMR(pamr_steps, dilations=pamr_stride) if pamr_steps > 0 else None
         self.data_preprocessor.to(device)
 
@@ -241,6 +266,8 @@ class SFPSegmentor(BaseSegmentor):
                 grids = self.grid_logits(torch.stack([images[i] for i in chunk]))
                 for i, grid in zip(chunk, grids):
                     results[i] = LogitMap.from_grid(grid)
+                    if self.resize_via_input:
+                        results[i] = results[i].resized(shape[-2:])
         return results
 
     def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
@@ -306,7 +333,7 @@ class SFPSegmentor(BaseSegmentor):
 
     # -- the rest of mmseg's segmentor interface --------------------------------------
     def extract_feat(self, inputs: ImageBatch) -> List[torch.Tensor]:
-        """SFP patch features (N, D) of each whole image."""
+        """The method's patch features (N, D) of each whole image."""
         return [self.encoder(img[None].to(self.dtype)).features[0]
                 for img in self._image_list(inputs)]
 
@@ -323,6 +350,16 @@ class SFPSegmentor(BaseSegmentor):
 
     def loss(self, inputs, data_samples):
         raise RuntimeError('SFP is training-free: the segmentor has no loss to train with')
+
+
+def _encoder_type(encoder: Optional[dict]) -> type:
+    """The encoder class a segmentor's ``encoder`` argument names (None: SFP's)."""
+    if encoder is None:
+        return SFPEncoder
+    if not isinstance(encoder, dict) or 'type' not in encoder:
+        raise ValueError(f'encoder must be a config dict with a "type" (one of '
+                         f'{", ".join(sorted(ENCODERS.module_dict))}), got {encoder!r}')
+    return registered_type(ENCODERS, encoder['type'], 'encoder type')
 
 
 def _ori_size(meta: dict) -> Tuple[int, int]:

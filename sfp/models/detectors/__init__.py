@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Union
 
-from ...registry import OUTLIER_DETECTORS
+from ...registry import OUTLIER_DETECTORS, build_from_registry
 from .attention import CLSAttentionDetector, CLSSelfAttentionDetector
 from .base import OutlierDetector, RankingDetector
 from .clustering import DBSCANDetector, KMeansDetector
@@ -25,14 +25,7 @@ def build_detector(pm: Union[str, dict], res_cls: float = 0.3) -> OutlierDetecto
         cfg = dict(pm)
     else:
         raise ValueError(f'pm must be a detector name or a dict with a "type", got {pm!r}')
-    known = sorted(OUTLIER_DETECTORS.module_dict)
-    if cfg['type'] not in known:
-        raise ValueError(f'unknown outlier detector pm={cfg["type"]!r}; choose from '
-                         f'{", ".join(known)}')
-    try:
-        return OUTLIER_DETECTORS.build(cfg)
-    except TypeError as err:
-        raise ValueError(f'bad arguments for outlier detector {cfg["type"]!r}: {err}') from err
+    return build_from_registry(OUTLIER_DETECTORS, cfg, 'outlier detector', argument='pm=')
 
 
 __all__ = ['CLSAttentionDetector', 'CLSSelfAttentionDetector', 'DBSCANDetector', 'KMeansDetector',

@@ -1,0 +1,15 @@
+_base_ = [
+    '../_base_/models/clearclip_vit-b16.py',
+    '../_base_/datasets/cityscapes.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_city_scapes.py (crop 224, stride 224: windows do not overlap).
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/clearclip/cls_city_scapes.txt',
+    prob_thd=0.0,
+    slide_crop=224,
+)
+# Its test Resize(scale=(2048, 448)), over the dataset base's short side.
+test_pipeline = [dict(step, scale=(2048, 448)) if step.type == 'Resize' else step
+                 for step in _base_.test_pipeline]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -1,0 +1,14 @@
+_base_ = [
+    '../_base_/models/clearclip_vit-b16.py',
+    '../_base_/datasets/coco_stuff164k.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_coco_stuff164k.py.
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/clearclip/cls_coco_stuff.txt',
+    prob_thd=0.0,
+)
+# Its test Resize(scale=(2048, 448)), over the dataset base's short side.
+test_pipeline = [dict(step, scale=(2048, 448)) if step.type == 'Resize' else step
+                 for step in _base_.test_pipeline]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -1,0 +1,4 @@
+# MaskCLIP (model_type='MaskCLIP'),
+# with the ClearCLIP release's segmentor and its settings for this benchmark.
+_base_ = '../clearclip/clearclip_vit-b16_context59.py'
+model = dict(encoder=dict(type='MaskCLIPEncoder'))

@@ -1,0 +1,9 @@
+_base_ = [
+    '../_base_/models/naclip_vit-b16.py',
+    '../_base_/datasets/coco_stuff164k.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_coco_stuff164k.py.
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/naclip/cls_coco_stuff.txt',
+)

@@ -1,0 +1,11 @@
+_base_ = [
+    '../_base_/models/scclip_vit-b16.py',
+    '../_base_/datasets/coco_object.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_coco_object.py.
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/scclip/cls_coco_object.txt',
+    logit_scale=55,
+    prob_thd=0.35,
+)

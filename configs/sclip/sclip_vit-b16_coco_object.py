@@ -1,0 +1,11 @@
+_base_ = [
+    '../_base_/models/sclip_vit-b16.py',
+    '../_base_/datasets/coco_object.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_coco_object.py.
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/sclip/cls_coco_object.txt',
+    logit_scale=50,
+    prob_thd=0.1,
+)
