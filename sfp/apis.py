@@ -3,35 +3,72 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
 import torch
 from mmseg.structures import SegDataSample
 
-from .benchmarks import BENCHMARKS, did_you_mean, get_benchmark
+from .benchmarks import BENCHMARKS, CONFIGS_DIR, did_you_mean, get_benchmark
 from .models import SFPSegmentor
 from .text import load_vocabulary, parse_class_names, read_class_names
 
 # Vocabulary presets: the benchmarks of the benchmark table, by name.
 PRESETS: Dict[str, Path] = {name: b.class_file for name, b in BENCHMARKS.items()}
-# Post-processing keys a preset carries from its benchmark's released setting.
-PRESET_MODEL_KEYS = ('logit_scale', 'prob_thd', 'area_thd')
+DEFAULT_SHORT_SIDE = 336
+# Model arguments that are the caller's, never a config's.
+CALLER_KEYS = ('type', 'clip_path', 'name_path', 'device', 'precision', 'return_probs',
+               'crop_batch_size', 'memory_budget_mb')
 
 Vocabulary = Union[str, Path, Sequence[Sequence[str]]]
 
 
+def available_methods() -> List[str]:
+    """Methods with a model base ``configs/_base_/models/<method>_vit-b16.py``."""
+    return sorted(p.name[:-len('_vit-b16.py')]
+                  for p in (CONFIGS_DIR / '_base_' / 'models').glob('*_vit-b16.py'))
+
+
+def check_method(method: str) -> str:
+    """``method`` itself; an unknown one is a ValueError listing the available."""
+    methods = available_methods()
+    if method not in methods:
+        raise ValueError(f'unknown method {method!r}{did_you_mean(method, methods)}; '
+                         f'choose from {", ".join(methods)}')
+    return method
+
+
+def _model_settings(config: Path) -> Tuple[dict, int]:
+    """A config's model arguments (without the caller's) and its short side."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(config))
+    model = {k: v for k, v in cfg.model.to_dict().items() if k not in CALLER_KEYS}
+    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline', [])
+    short_sides = [t['scale'][1] for t in pipeline if t.get('type') == 'Resize']
+    return model, short_sides[0] if short_sides else DEFAULT_SHORT_SIDE
+
+
+def method_defaults(method: str = 'sfp') -> dict:
+    """A method's model arguments as its base config gives them (encoder, purify,
+    window, PAMR and post-processing defaults)."""
+    path = CONFIGS_DIR / '_base_' / 'models' / f'{check_method(method)}_vit-b16.py'
+    return _model_settings(path)[0]
+
+
 @dataclass
 class Preset:
-    """A benchmark's vocabulary and released setting, for segmenting one's own images.
+    """A benchmark's vocabulary and a method's released setting on it, for segmenting
+    one's own images.
 
     Attributes:
         name: the benchmark's name.
-        classes: synonym lists of its class file.
+        classes: synonym lists of the method's class file for it.
         display_names: the dataset's own class names (VOC's class 0 is "background", not
             its first synonym), for legends and tables.
-        model_kwargs: the released post-processing setting (logit_scale, prob_thd, area_thd).
+        model_kwargs: the method's released setting on it (window, thresholds, PAMR ...),
+            as its config ``configs/<method>/<method>_vit-b16_<name>.py`` gives it.
         short_side: the short side its images are resized to.
     """
 
@@ -39,21 +76,24 @@ class Preset:
     classes: List[List[str]]
     display_names: List[str]
     model_kwargs: dict = field(default_factory=dict)
-    short_side: int = 336
+    short_side: int = DEFAULT_SHORT_SIDE
 
 
-def load_preset(name: str) -> Preset:
-    """The preset of a benchmark of the table (see :mod:`sfp.benchmarks`)."""
+def load_preset(name: str, method: str = 'sfp') -> Preset:
+    """The preset of a benchmark of the table (see :mod:`sfp.benchmarks`) for a method."""
     benchmark = get_benchmark(name)
-    if not benchmark.class_file.is_file():
-        raise FileNotFoundError(f'preset {name!r} needs {benchmark.class_file}, part of the '
-                                f'repository checkout (configs/classnames)')
+    config = benchmark.config(check_method(method))
+    if not config.is_file():
+        raise FileNotFoundError(f'preset {name!r} of method {method!r} needs {config}, part '
+                                f'of the repository checkout')
+    model, short_side = _model_settings(config)
     # Presets are the released class files, kept as they are (see parse_class_names).
-    classes = read_class_names(benchmark.class_file, allow_duplicates=True)
+    classes = read_class_names(model.pop('name_path', benchmark.class_file),
+                               allow_duplicates=True)
+    model.pop('allow_duplicate_names', None)
     return Preset(name=name, classes=classes,
                   display_names=dataset_class_names(benchmark.dataset_type, classes),
-                  model_kwargs={k: getattr(benchmark, k) for k in PRESET_MODEL_KEYS},
-                  short_side=benchmark.short_side)
+                  model_kwargs=model, short_side=short_side)
 
 
 def dataset_class_names(dataset_type: str, classes: Sequence[Sequence[str]]) -> List[str]:
@@ -98,18 +138,26 @@ def resolve_vocabulary(vocabulary: Vocabulary) -> List[List[str]]:
 def init_segmentor(clip_path: str = 'ViT-B/16', vocabulary: Vocabulary = 'voc21',
                    device: Union[str, torch.device, None] = None,
                    precision: Optional[str] = None, return_probs: bool = False,
-                   **kwargs) -> SFPSegmentor:
-    """An :class:`SFPSegmentor` for a vocabulary (see :func:`resolve_vocabulary`).
+                   method: str = 'sfp', **kwargs) -> SFPSegmentor:
+    """A segmentor running ``method`` for a vocabulary (see :func:`resolve_vocabulary`).
 
-    A preset keeps its released class file as it is, repeated names included.
-    ``return_probs=True`` also keeps each image's class probabilities at full resolution
-    (``seg_logits``, classes x H x W in float32: 4.5 GiB for an 8-megapixel image and 150
-    classes); by default only the label maps are kept.
+    Its arguments are the method's base config, then, for a preset vocabulary, the
+    method's released setting on that benchmark (:func:`load_preset`; the class file kept
+    as released, repeated names included), then ``kwargs``.  ``return_probs=True`` also
+    keeps each image's class probabilities at full resolution (``seg_logits``, classes x
+    H x W in float32: 4.5 GiB for an 8-megapixel image and 150 classes); by default only
+    the label maps are kept.
     """
-    kwargs.setdefault('allow_duplicate_names', is_preset(vocabulary))
-    return SFPSegmentor(clip_path=clip_path, name_path=resolve_vocabulary(vocabulary),
-                        device=device, precision=precision, return_probs=return_probs,
-                        **kwargs)
+    settings = method_defaults(method)
+    if is_preset(vocabulary):
+        preset = load_preset(str(vocabulary), method)
+        classes = preset.classes
+        settings.update(preset.model_kwargs, allow_duplicate_names=True)
+    else:
+        classes = resolve_vocabulary(vocabulary)
+    settings.update(kwargs)
+    return SFPSegmentor(clip_path=clip_path, name_path=classes, device=device,
+                        precision=precision, return_probs=return_probs, **settings)
 
 
 def is_preset(vocabulary: Vocabulary) -> bool:

@@ -141,7 +141,8 @@ def build_query_features(model: CLIP, name_file: Union[PathLike, Sequence[Sequen
     file, the query names, the templates and the dtype: a second start skips the text
     encoder, and any change to those is a different entry, never a stale one.
     """
-    classes = load_vocabulary(name_file)
+    # Repeated names are the caller's decision (the segmentor refuses them unless told).
+    classes = load_vocabulary(name_file, allow_duplicates=True)
     if templates is None or isinstance(templates, (str, Path)):
         templates = read_templates(templates)
     names, index = flatten_queries(classes)

@@ -15,12 +15,17 @@ from sfp.visualization import make_palette
 from .conftest import FIXTURES, MEAN, REPO, STD, TINY_CKPT
 
 
-@pytest.fixture(scope='module')
-def demo():
+def load_demo():
+    """tools/demo.py as a module."""
     spec = importlib.util.spec_from_file_location('demo_tool', REPO / 'tools' / 'demo.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope='module')
+def demo():
+    return load_demo()
 
 
 def odd_images(folder):
@@ -120,12 +125,31 @@ def test_preset_brings_the_released_setting_and_names(demo):
     from mmengine.config import Config
     model = Config.fromfile(str(REPO / 'configs' / 'sfp' / 'sfp_vit-b16_voc21.py')).model
     classes, names, settings = demo.resolve_settings(demo.parse_args(['x.jpg']))
-    assert settings == dict(logit_scale=model.logit_scale, prob_thd=model.prob_thd,
-                            area_thd=model.area_thd, short_side=336)
+    assert {k: settings[k] for k in ('logit_scale', 'prob_thd', 'area_thd', 'short_side')} == \
+        dict(logit_scale=model.logit_scale, prob_thd=model.prob_thd, area_thd=model.area_thd,
+             short_side=336)
     assert names[0] == 'background' and classes[0][0] == 'sky'
     _, _, ade = demo.resolve_settings(demo.parse_args(['x.jpg', '--vocab', 'ade20k',
                                                        '--prob-thd', '0.2']))
-    assert ade == dict(logit_scale=40, prob_thd=0.2, area_thd=None, short_side=384)
+    assert (ade['logit_scale'], ade['prob_thd'], ade['short_side']) == (40, 0.2, 384)
+    naclip = Config.fromfile(str(REPO / 'configs' / 'naclip' / 'naclip_vit-b16_voc21.py'))
+    _, _, released = demo.resolve_settings(demo.parse_args(['x.jpg', '--method', 'naclip']))
+    for key in ('encoder', 'slide_crop', 'pamr_steps', 'prob_thd', 'purify'):
+        assert released[key] == naclip.model[key], key
+    _, _, purified = demo.resolve_settings(demo.parse_args(
+        ['x.jpg', '--method', 'sclip', '--vocab', 'a,b', '--purify', '--pm', 'LOF']))
+    assert (purified['purify'], purified['pm'], purified['encoder']['type']) == \
+        (True, 'LOF', 'SCLIPEncoder')
+
+
+def test_demo_runs_a_baseline_and_names_unknown_methods(demo, tmp_path, capsys):
+    image = str(FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png')
+    args = [image, '--clip-path', str(TINY_CKPT), '--device', 'cpu', '--vocab', 'voc21']
+    assert demo.main(args + ['--method', 'naclp', '--out-dir', str(tmp_path / 'x')]) == 2
+    assert "unknown method 'naclp' (did you mean 'naclip'?)" in capsys.readouterr().err
+    assert demo.main(args + ['--method', 'naclip', '--out-dir', str(tmp_path / 'n')]) == 0
+    labels = cv2.imread(str(tmp_path / 'n' / '0016E5_07959_labels.png'), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (360, 480) and labels.max() <= 20
 
 
 @pytest.mark.parametrize('word,nearest', [('voc12', 'voc21'), ('ADE20K', 'ade20k'),

@@ -6,8 +6,10 @@ IMAGES are files, folders (searched with their subfolders) or glob patterns.  VO
 preset (a benchmark of the table: voc21, voc20, context60, context59, coco_object,
 coco_stuff164k, cityscapes, ade20k, camvid), a class-name file (one class per line,
 synonyms after commas) or a comma list of classes with synonyms joined by '|'
-("sky,person|people,car").  A preset brings its benchmark's released setting (logit
-scale, thresholds, short side) and the dataset's class names; options override them.
+("sky,person|people,car").  --method picks the method (sfp, or a baseline: clip,
+maskclip, clearclip, sclip, naclip, scclip).  A preset brings the method's released
+setting on that benchmark (its class file, window, thresholds, PAMR, short side) and the
+dataset's class names; options override them.
 
 For each image the demo writes <name>_overlay.png (the segmentation over the image at its
 own size, with a legend panel of the classes found added on the right) and
@@ -30,21 +32,24 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from sfp.apis import (  # noqa: E402
+    DEFAULT_SHORT_SIDE,
     PRESETS,
-    init_segmentor,
-    is_preset,
+    available_methods,
     load_preset,
+    method_defaults,
     resolve_vocabulary,
     segment_images,
 )
 from sfp.clip import CheckpointError  # noqa: E402
 from sfp.datasets import read_image  # noqa: E402
+from sfp.models import SFPSegmentor  # noqa: E402
 from sfp.utils import atomic_write_png, atomic_write_text  # noqa: E402
 from sfp.visualization import add_legend, make_palette, overlay  # noqa: E402
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif'}
 MANIFEST = 'sfp_demo_manifest.json'
-DEFAULTS = dict(logit_scale=40.0, prob_thd=0.0, area_thd=None, short_side=336)
+# Options that override the setting of a preset (else of the method's base config).
+OVERRIDES = ('logit_scale', 'prob_thd', 'area_thd', 'short_side', 'pm', 'purify')
 
 
 def collect_images(inputs):
@@ -110,29 +115,36 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='demo_outputs', help='where the PNGs go')
     parser.add_argument('--device', help='cuda, cpu ... (default: CUDA when available)')
     parser.add_argument('--precision', choices=['fp32', 'fp16', 'bf16', 'fp64'])
-    parser.add_argument('--pm', default='SOM', help='outlier detector (SOM, L2, LOF, ...)')
+    parser.add_argument('--method', default='sfp',
+                        help=f'method ({", ".join(available_methods())}; default sfp)')
+    parser.add_argument('--pm', help="outlier detector (SOM, L2, LOF, ...; default: the "
+                                     "method's)")
+    parser.add_argument('--purify', action=argparse.BooleanOptionalAction,
+                        help="detect and mitigate outliers before the last block (default: "
+                             "on for sfp, off for the baselines, as released)")
     parser.add_argument('--short-side', type=int,
                         help="images are resized to this short side (default: the preset's, "
-                             f"else {DEFAULTS['short_side']})")
-    parser.add_argument('--logit-scale', type=float,
-                        help=f"default: the preset's, else {DEFAULTS['logit_scale']:g}")
-    parser.add_argument('--prob-thd', type=float,
-                        help=f"default: the preset's, else {DEFAULTS['prob_thd']:g}")
-    parser.add_argument('--area-thd', type=float, help="default: the preset's, else none")
+                             f"else {DEFAULT_SHORT_SIDE})")
+    for option in ('--logit-scale', '--prob-thd', '--area-thd'):
+        parser.add_argument(option, type=float,
+                            help="default: the preset's, else the method's base config's")
     parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     return parser.parse_args(argv)
 
 
 def resolve_settings(args):
-    """Classes, legend names and the setting: options over the preset over the defaults."""
+    """Classes, legend names and the model setting (short side included): options over
+    the method's preset over the method's defaults."""
     if args.vocab in PRESETS:
-        preset = load_preset(args.vocab)
+        preset = load_preset(args.vocab, args.method)
         classes, names = preset.classes, preset.display_names
-        settings = dict(preset.model_kwargs, short_side=preset.short_side)
+        settings = dict(method_defaults(args.method), **preset.model_kwargs,
+                        short_side=preset.short_side, allow_duplicate_names=True)
     else:
         classes = resolve_vocabulary(args.vocab)
-        names, settings = [synonyms[0] for synonyms in classes], dict(DEFAULTS)
-    for key in DEFAULTS:
+        names = [synonyms[0] for synonyms in classes]
+        settings = dict(method_defaults(args.method), short_side=DEFAULT_SHORT_SIDE)
+    for key in OVERRIDES:
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     return classes, names, settings
@@ -150,15 +162,16 @@ def main(argv=None) -> int:
     try:
         classes, names, settings = resolve_settings(args)
         short_side = settings.pop('short_side')
-        segmentor = init_segmentor(args.clip_path, classes, device=args.device,
-                                   precision=args.precision, pm=args.pm,
-                                   allow_duplicate_names=is_preset(args.vocab), **settings)
+        segmentor = SFPSegmentor(clip_path=args.clip_path, name_path=classes,
+                                 device=args.device, precision=args.precision,
+                                 return_probs=False, **settings)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     # What an output depends on: outputs recorded with other values are not current.
-    recipe = dict(classes=classes, clip_path=str(args.clip_path), pm=args.pm,
-                  precision=str(segmentor.dtype), short_side=short_side, **settings)
+    recipe = json.loads(json.dumps(dict(
+        classes=classes, clip_path=str(args.clip_path), method=args.method,
+        precision=str(segmentor.dtype), short_side=short_side, **settings), default=list))
     manifest_path = out_dir / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     palette = make_palette(len(names))

@@ -272,8 +272,17 @@ class SFPSegmentor(BaseSegmentor):
 
     def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
         """Query logits before the final resize, factored: at the input size in sliding
-        mode, on the patch grid in whole-image mode."""
-        return self.slide_logits(images) if self.slide_crop > 0 else self.whole_logits(images)
+        mode, on the patch grid in whole-image mode.
+
+        An image thinner than one patch (a 1 x 300 photo resized to 7 x 2048) has no patch
+        to encode: it is padded with zeros (the mean colour, after normalisation) to one
+        patch, and its logits are those of the padded image cut back to its own extent.
+        """
+        patch = self.encoder.visual.patch_size
+        padded = [_pad_to_min_size(img, patch) for img in images]
+        maps = self.slide_logits(padded) if self.slide_crop > 0 else self.whole_logits(padded)
+        return [m if p is img else m.resized(p.shape[-2:]).cropped(*img.shape[-2:])
+                for m, p, img in zip(maps, padded, images)]
 
     @torch.no_grad()
     def inference(self, inputs: ImageBatch, batch_img_metas: Sequence[dict]) -> List[torch.Tensor]:
@@ -360,6 +369,15 @@ def _encoder_type(encoder: Optional[dict]) -> type:
         raise ValueError(f'encoder must be a config dict with a "type" (one of '
                          f'{", ".join(sorted(ENCODERS.module_dict))}), got {encoder!r}')
     return registered_type(ENCODERS, encoder['type'], 'encoder type')
+
+
+def _pad_to_min_size(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, h, w) -> (3, max(h, size), max(w, size)), zero-padded at the bottom and right;
+    the image itself when it is large enough."""
+    height, width = image.shape[-2:]
+    if height >= size and width >= size:
+        return image
+    return F.pad(image, (0, max(0, size - width), 0, max(0, size - height)))
 
 
 def _ori_size(meta: dict) -> Tuple[int, int]:
