@@ -34,10 +34,10 @@ def _import_open_clip():
     fake (meta) kernels for its nms and qnms ops.  Declaring those two operator schemas
     lets it import; the ops are never called and nothing of CLIP goes through them."""
     spec = importlib.util.find_spec('torchvision')
-    library = next(Path(spec.submodule_search_locations[0]).glob('_C*.so'))
+    libraries = sorted(Path(spec.submodule_search_locations[0]).glob('_C*.so')) if spec else []
     try:
-        torch.ops.load_library(str(library))
-    except OSError:
+        torch.ops.load_library(str(libraries[0]))
+    except (IndexError, OSError):
         for op in ('nms', 'qnms'):
             torch.library.define(f'torchvision::{op}',
                                  '(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
