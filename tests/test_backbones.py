@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import json
 import shutil
+import sys
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -27,12 +28,19 @@ IMAGE_SIZE, PATCH = 40, 8  # a 5 x 5 patch grid
 TEXTS = ['a photo of a cat', 'a diagram of a bridge at night', 'x']
 
 
+# open_clip and torchvision sit apart from the environment's packages (see
+# requirements-reference.txt); elsewhere they may be installed as usual.
+REFERENCE_LIBS = Path(sys.prefix) / 'reference-libs'
+
+
 def _import_open_clip():
     """open_clip, whose modules import torchvision's Python parts (transforms,
     ops.misc).  PyPI's torchvision wheel is a CUDA build: beside the CPU torch here its
     C++ ops library cannot load, and torchvision's import then stops only at registering
     fake (meta) kernels for its nms and qnms ops.  Declaring those two operator schemas
     lets it import; the ops are never called and nothing of CLIP goes through them."""
+    if REFERENCE_LIBS.is_dir():
+        sys.path.insert(0, str(REFERENCE_LIBS))
     spec = importlib.util.find_spec('torchvision')
     libraries = sorted(Path(spec.submodule_search_locations[0]).glob('_C*.so')) if spec else []
     try:
