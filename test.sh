@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Evaluate SFP on one benchmark (one GPU, or the CPU).
+# Evaluate on one benchmark (one GPU, or the CPU), then print the summary table.
 #   bash test.sh BENCHMARK [extra tools/test.py options]
 #   BENCHMARK: voc21 voc20 context60 context59 coco_object coco_stuff164k cityscapes ade20k
-# Environment: DATA_DIR (default data), CLIP_PATH (default ViT-B/16), WORK_DIR (work_dirs).
+# Environment: DATA_DIR (default data), CLIP_PATH (ViT-B/16), WORK_DIR (work_dirs),
+#              METHODS (sfp; several run one after another, e.g. "sfp sclip").
 set -euo pipefail
 cd "$(dirname "$0")"
 source tools/dist/benchmarks.sh
 [ $# -ge 1 ] || { echo "usage: bash test.sh BENCHMARK [tools/test.py options]" >&2; exit 2; }
 bench=$1; shift
-args=$(sfp_test_args "$bench")
-# shellcheck disable=SC2086
-"$PYTHON" tools/test.py $args "$@"
+sfp_plan "$bench"
+for line in "${SFP_PLAN[@]}"; do
+  read -r method _ config root stem <<< "$line"
+  echo "[$method $bench]"
+  mapfile -t args < <(sfp_test_args "$config" "$root" "$stem")
+  "$PYTHON" tools/test.py "${args[@]}" "$@"
+done
 sfp_summary "$bench"

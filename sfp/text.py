@@ -18,11 +18,16 @@ DEFAULT_TEMPLATES_FILE = Path(__file__).parent / 'data' / 'openai_imagenet_templ
 PathLike = Union[str, Path]
 
 
-def parse_class_names(lines: Sequence[str], source: str = 'class names') -> List[List[str]]:
+def parse_class_names(lines: Sequence[str], source: str = 'class names',
+                      allow_duplicates: bool = False) -> List[List[str]]:
     """One class per line, synonyms separated by commas -> list of synonym lists.
 
     Trailing blank lines are ignored; a blank line between classes or an empty synonym
     is an error naming its line, since it would silently shift every later class index.
+    A name given to two classes is an error naming both lines: its two queries score the
+    same everywhere, so the later class could never win.  ``allow_duplicates`` keeps such
+    a file as it is (a release's file, e.g. COCO-Object's "bed" among the background
+    synonyms and as a class, reproduces its published numbers only that way).
     """
     lines = [line.rstrip('\r\n') for line in lines]
     while lines and not lines[-1].strip():
@@ -37,11 +42,27 @@ def parse_class_names(lines: Sequence[str], source: str = 'class names') -> List
                              f'(write its name, or synonyms separated by commas)')
         if not all(names):
             raise ValueError(f'{source}, line {number} has an empty synonym: {line!r}')
+        if not allow_duplicates:
+            _check_new_names(classes, names, number, source)
         classes.append(names)
     return classes
 
 
-def read_class_names(path: PathLike) -> List[List[str]]:
+def _check_new_names(classes: Sequence[Sequence[str]], names: Sequence[str], number: int,
+                     source: str) -> None:
+    """Error naming the lines where a name of line ``number`` already stands."""
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f'{source}, line {number} names {name!r} twice')
+        for earlier, synonyms in enumerate(classes, start=1):
+            if name in synonyms:
+                raise ValueError(
+                    f'{source}, line {number} repeats {name!r} of line {earlier}: a name can '
+                    f'stand for one class only (remove one; for a released class file kept '
+                    f'as it is, pass allow_duplicate_names=True)')
+
+
+def read_class_names(path: PathLike, allow_duplicates: bool = False) -> List[List[str]]:
     """Read a class-name file (see :func:`parse_class_names`)."""
     path = Path(path)
     if not path.is_file():
@@ -50,7 +71,8 @@ def read_class_names(path: PathLike) -> List[List[str]]:
         text = path.read_text(encoding='utf-8')
     except UnicodeDecodeError as err:
         raise ValueError(f'{path} is not a UTF-8 text file of class names: {err}') from err
-    return parse_class_names(text.splitlines(), source=str(path))
+    return parse_class_names(text.splitlines(), source=str(path),
+                             allow_duplicates=allow_duplicates)
 
 
 def flatten_queries(classes: Sequence[Sequence[str]]) -> Tuple[List[str], List[int]]:
@@ -60,11 +82,13 @@ def flatten_queries(classes: Sequence[Sequence[str]]) -> Tuple[List[str], List[i
     return names, index
 
 
-def load_vocabulary(name_file: Union[PathLike, Sequence[Sequence[str]]]) -> List[List[str]]:
+def load_vocabulary(name_file: Union[PathLike, Sequence[Sequence[str]]],
+                    allow_duplicates: bool = False) -> List[List[str]]:
     """Synonym lists from a class-name file or from already split synonym lists."""
     if isinstance(name_file, (str, Path)):
-        return read_class_names(name_file)
-    return parse_class_names([', '.join(names) for names in name_file])
+        return read_class_names(name_file, allow_duplicates)
+    return parse_class_names([', '.join(names) for names in name_file],
+                             allow_duplicates=allow_duplicates)
 
 
 def read_templates(path: Optional[PathLike] = None) -> List[str]:
@@ -117,7 +141,8 @@ def build_query_features(model: CLIP, name_file: Union[PathLike, Sequence[Sequen
     file, the query names, the templates and the dtype: a second start skips the text
     encoder, and any change to those is a different entry, never a stale one.
     """
-    classes = load_vocabulary(name_file)
+    # Repeated names are the caller's decision (the segmentor refuses them unless told).
+    classes = load_vocabulary(name_file, allow_duplicates=True)
     if templates is None or isinstance(templates, (str, Path)):
         templates = read_templates(templates)
     names, index = flatten_queries(classes)

@@ -8,17 +8,26 @@ from PIL import Image, ImageDraw, ImageFont
 
 
 def make_palette(num_classes: int) -> np.ndarray:
-    """(num_classes, 3) uint8 RGB colours, distinct and stable (PASCAL's bit scheme)."""
-    palette = np.zeros((num_classes, 3), dtype=np.uint8)
-    for index in range(num_classes):
-        value, r, g, b = index, 0, 0, 0
-        for bit in range(8):
-            r |= ((value >> 0) & 1) << (7 - bit)
-            g |= ((value >> 1) & 1) << (7 - bit)
-            b |= ((value >> 2) & 1) << (7 - bit)
-            value >>= 3
-        palette[index] = (r, g, b)
-    return palette
+    """(num_classes, 3) uint8 RGB colours, pairwise distinct, none dark or grey.
+
+    Farthest-point selection over the visible colours of a grid of the RGB cube (some
+    channel >= 140, chroma = max - min channel >= 60): each colour is the candidate
+    farthest from every colour before it, so colours are as far apart as the count allows,
+    and the palette of n classes is the start of the palette of more.
+    """
+    levels = np.arange(0, 256, 15)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing='ij'), -1).reshape(-1, 3)
+    visible = (grid.max(1) >= 140) & (grid.max(1) - grid.min(1) >= 60)
+    candidates = grid[visible].astype(np.float64)
+    if num_classes > len(candidates):
+        raise ValueError(f'at most {len(candidates)} distinct colours, asked for {num_classes}')
+    chosen = [int(np.argmax(candidates @ np.array([1.0, -1.0, -1.0])))]  # start at red
+    distance = np.linalg.norm(candidates - candidates[chosen[0]], axis=1)
+    for _ in range(1, num_classes):
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.linalg.norm(candidates - candidates[chosen[-1]],
+                                                       axis=1))
+    return candidates[chosen].astype(np.uint8).reshape(num_classes, 3)
 
 
 def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:

@@ -109,8 +109,9 @@ def test_missing_file_says_where_it_looked(tmp_path):
     assert 'ViT-B/16' in str(info.value)  # and how to get one
 
 
-def test_directory_instead_of_file(tmp_path):
-    with pytest.raises(clip.CheckpointNotFoundError, match='is not a file'):
+def test_folder_without_a_checkpoint_names_what_was_expected(tmp_path):
+    with pytest.raises(clip.CheckpointNotFoundError,
+                       match='not a CLIP checkpoint folder.*open_clip_config.json.*config.json'):
         clip.load(tmp_path)
 
 

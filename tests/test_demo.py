@@ -8,18 +8,24 @@ import pytest
 import torch
 from PIL import Image
 
-from sfp.apis import prepare_image, resolve_vocabulary
+from sfp.apis import as_bgr_uint8, prepare_image, resolve_vocabulary, segment_images
 from sfp.datasets import read_image
+from sfp.visualization import make_palette
 
 from .conftest import FIXTURES, MEAN, REPO, STD, TINY_CKPT
 
 
-@pytest.fixture(scope='module')
-def demo():
+def load_demo():
+    """tools/demo.py as a module."""
     spec = importlib.util.spec_from_file_location('demo_tool', REPO / 'tools' / 'demo.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope='module')
+def demo():
+    return load_demo()
 
 
 def odd_images(folder):
@@ -65,18 +71,107 @@ def test_odd_images_give_outputs_of_their_own_size(demo, tmp_path):
     assert not (out / 'broken_labels.png').exists()
 
 
-def test_rerun_keeps_earlier_results(demo, tmp_path, capsys):
+def test_rerun_keeps_only_matching_earlier_results(demo, tmp_path, capsys):
     out = tmp_path / 'out'
     image = FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png'
-    args = [str(image), '--vocab', 'camvid', '--clip-path', str(TINY_CKPT), '--out-dir',
-            str(out), '--device', 'cpu']
-    assert demo.main(args) == 0
+    args = [str(image), '--clip-path', str(TINY_CKPT), '--out-dir', str(out), '--device', 'cpu']
+    assert demo.main(args + ['--vocab', 'camvid']) == 0
+    first = (out / '0016E5_07959_labels.png').read_bytes()
+    capsys.readouterr()
+    assert demo.main(args + ['--vocab', 'camvid']) == 0  # same image, same settings: kept
+    assert '0 image(s) segmented' in capsys.readouterr().out
+    assert (out / '0016E5_07959_labels.png').read_bytes() == first
+    # Another vocabulary: the earlier outputs are neither kept as current nor replaced.
+    assert demo.main(args + ['--vocab', 'road,sky,car']) == 1
+    captured = capsys.readouterr()
+    assert 'kept from an earlier run' not in captured.out
+    assert 'another image or other settings' in captured.err
+    assert (out / '0016E5_07959_labels.png').read_bytes() == first
+    # A file the demo did not write is not taken for a result either.
     (out / '0016E5_07959_labels.png').write_bytes(b'earlier')
-    assert demo.main(args) == 0
+    assert demo.main(args + ['--vocab', 'camvid', '--prob-thd', '0.5']) == 1
     assert (out / '0016E5_07959_labels.png').read_bytes() == b'earlier'
-    assert 'kept from an earlier run' in capsys.readouterr().out
-    assert demo.main(args + ['--overwrite']) == 0
-    assert cv2.imread(str(out / '0016E5_07959_labels.png'), 0).shape == (360, 480)
+    assert demo.main(args + ['--vocab', 'road,sky,car', '--overwrite']) == 0
+    labels = cv2.imread(str(out / '0016E5_07959_labels.png'), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (360, 480) and labels.max() <= 2
+
+
+def test_same_stems_get_distinct_outputs(demo, tmp_path):
+    source = FIXTURES / 'data' / 'camvid' / 'val'
+    for folder in ('a', 'b', 'b/deeper'):
+        (tmp_path / 'in' / folder).mkdir(parents=True)
+    (tmp_path / 'in' / 'a' / 'img.png').write_bytes((source / '0016E5_07959.png').read_bytes())
+    (tmp_path / 'in' / 'b' / 'img.png').write_bytes((source / '0016E5_07961.png').read_bytes())
+    cv2.imwrite(str(tmp_path / 'in' / 'b' / 'img.jpg'),
+                cv2.imread(str(source / '0016E5_07963.png')))
+    (tmp_path / 'in' / 'b' / 'deeper' / 'c.png').write_bytes(
+        (source / '0016E5_07965.png').read_bytes())
+    out = tmp_path / 'out'
+    assert demo.main([str(tmp_path / 'in'), '--vocab', 'camvid', '--clip-path', str(TINY_CKPT),
+                      '--out-dir', str(out), '--device', 'cpu']) == 0  # subfolders searched
+    written = sorted(p.name for p in out.glob('*_labels.png'))
+    assert written == ['a_img_labels.png', 'b_img_jpg_labels.png', 'b_img_png_labels.png',
+                       'c_labels.png']
+
+
+def test_empty_folder_says_why(demo, tmp_path, capsys):
+    (tmp_path / 'docs').mkdir()
+    (tmp_path / 'docs' / 'notes.txt').write_text('no image here')
+    assert demo.main([str(tmp_path / 'docs')]) == 2
+    assert 'holds no image' in capsys.readouterr().err
+
+
+def test_preset_brings_the_released_setting_and_names(demo):
+    from mmengine.config import Config
+    model = Config.fromfile(str(REPO / 'configs' / 'sfp' / 'sfp_vit-b16_voc21.py')).model
+    classes, names, settings = demo.resolve_settings(demo.parse_args(['x.jpg']))
+    assert {k: settings[k] for k in ('logit_scale', 'prob_thd', 'area_thd', 'short_side')} == \
+        dict(logit_scale=model.logit_scale, prob_thd=model.prob_thd, area_thd=model.area_thd,
+             short_side=336)
+    assert names[0] == 'background' and classes[0][0] == 'sky'
+    _, _, ade = demo.resolve_settings(demo.parse_args(['x.jpg', '--vocab', 'ade20k',
+                                                       '--prob-thd', '0.2']))
+    assert (ade['logit_scale'], ade['prob_thd'], ade['short_side']) == (40, 0.2, 384)
+    naclip = Config.fromfile(str(REPO / 'configs' / 'naclip' / 'naclip_vit-b16_voc21.py'))
+    _, _, released = demo.resolve_settings(demo.parse_args(['x.jpg', '--method', 'naclip']))
+    for key in ('encoder', 'slide_crop', 'pamr_steps', 'prob_thd', 'purify'):
+        assert released[key] == naclip.model[key], key
+    _, _, purified = demo.resolve_settings(demo.parse_args(
+        ['x.jpg', '--method', 'sclip', '--vocab', 'a,b', '--purify', '--pm', 'LOF']))
+    assert (purified['purify'], purified['pm'], purified['encoder']['type']) == \
+        (True, 'LOF', 'SCLIPEncoder')
+
+
+def test_demo_runs_a_baseline_and_names_unknown_methods(demo, tmp_path, capsys):
+    image = str(FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png')
+    args = [image, '--clip-path', str(TINY_CKPT), '--device', 'cpu', '--vocab', 'voc21']
+    assert demo.main(args + ['--method', 'naclp', '--out-dir', str(tmp_path / 'x')]) == 2
+    assert "unknown method 'naclp' (did you mean 'naclip'?)" in capsys.readouterr().err
+    assert demo.main(args + ['--method', 'naclip', '--out-dir', str(tmp_path / 'n')]) == 0
+    labels = cv2.imread(str(tmp_path / 'n' / '0016E5_07959_labels.png'), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (360, 480) and labels.max() <= 20
+
+
+@pytest.mark.parametrize('word,nearest', [('voc12', 'voc21'), ('ADE20K', 'ade20k'),
+                                          ('cityscape', 'cityscapes')])
+def test_misspelt_preset_is_not_a_one_class_vocabulary(demo, word, nearest, capsys):
+    with pytest.raises(ValueError, match=f"has one class.*did you mean '{nearest}'"):
+        resolve_vocabulary(word)
+    image = str(FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png')
+    assert demo.main([image, '--vocab', word, '--clip-path', str(TINY_CKPT)]) == 2
+    err = capsys.readouterr().err
+    assert 'voc21, context60' in err and 'camvid' in err
+
+
+def test_palette_colours_are_distinct_and_visible():
+    for n in (2, 21, 150, 171):
+        palette = make_palette(n).astype(int)
+        assert len({tuple(c) for c in palette}) == n
+        assert palette.max(1).min() >= 140  # no dark colour, class 0 included
+        assert (palette.max(1) - palette.min(1)).min() >= 60  # no grey or white
+        gaps = np.sqrt(((palette[:, None] - palette[None]) ** 2).sum(-1))
+        assert gaps[~np.eye(n, dtype=bool)].min() >= 40
+    assert (make_palette(21) == make_palette(150)[:21]).all()
 
 
 def test_demo_errors(demo, tmp_path, capsys):
@@ -123,3 +218,35 @@ def test_read_image_exif_and_errors(tmp_path):
     (tmp_path / 'x.png').write_text('text')
     with pytest.raises(ImageReadError, match='cannot decode image .*x.png'):
         read_image(tmp_path / 'x.png')
+
+
+def test_api_converts_or_refuses_arrays():
+    rng = np.random.default_rng(1)
+    bgr = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    assert (as_bgr_uint8(bgr) == bgr).all()
+    gray = bgr[:, :, 0]
+    assert (as_bgr_uint8(gray) == np.dstack([gray] * 3)).all()
+    assert (as_bgr_uint8(gray[:, :, None]) == np.dstack([gray] * 3)).all()
+    bgra = np.dstack([bgr, np.full_like(gray, 7)])
+    assert (as_bgr_uint8(bgra) == bgr).all()
+    assert (as_bgr_uint8(bgr.astype(np.uint16) * 257) == bgr).all()
+    assert (as_bgr_uint8(bgr / 255.0) == bgr).all()
+    for bad, message in [(bgr * 1.0, r'values in \[0, 1\]'), (bgr[:, :, :2], 'shape'),
+                         (bgr.astype(np.int64), 'dtype int64'), ([[1, 2]], 'list'),
+                         (np.zeros((0, 4, 3), np.uint8), 'shape')]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            as_bgr_uint8(bad, 'photo')
+
+
+def test_segment_images_takes_gray_and_float(make_segmentor):
+    segmentor = make_segmentor(name_path=[['sky'], ['road'], ['car']], precision='fp32',
+                               area_thd=None, prob_thd=0.0)
+    rng = np.random.default_rng(2)
+    bgr = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    gray = bgr[:, :, 1]
+    as_gray, as_bgr = segment_images(segmentor, [gray, np.dstack([gray] * 3)])
+    assert torch.equal(as_gray.pred_sem_seg.data, as_bgr.pred_sem_seg.data)
+    assert torch.equal(as_gray.seg_logits.data, as_bgr.seg_logits.data)
+    as_float = segment_images(segmentor, [bgr / 255.0])[0]
+    as_uint8 = segment_images(segmentor, [bgr])[0]
+    assert torch.equal(as_float.seg_logits.data, as_uint8.seg_logits.data)

@@ -8,14 +8,20 @@ import sys
 import uuid
 
 import cv2
-import numpy as np
 import pytest
 from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.registry import MODELS
 
+from sfp.benchmarks import REPORTED_MIOU
 from sfp.datasets import converters
-from sfp.evaluation import build_test_config, results_table, run_test, write_summary
+from sfp.evaluation import (
+    build_test_config,
+    parse_cfg_options,
+    progress_interval,
+    run_test,
+    write_summary,
+)
 
 from .conftest import FIXTURES, REPO, TINY_CKPT
 
@@ -151,14 +157,82 @@ def test_out_writes_label_maps(tmp_path):
 
 
 def test_summary_table(tmp_path):
-    for name, miou in [('voc21', 60.0), ('ade20k', 22.5)]:
-        (tmp_path / name).mkdir()
-        (tmp_path / name / 'metrics.json').write_text(json.dumps({'metrics': {'mIoU': miou}}))
-    markdown = write_summary(tmp_path, tmp_path / 'summary', ['voc21', 'ade20k'])
-    assert '| voc21 | 60.00 | 62.90 | -2.90 |' in markdown
-    assert '| average | 41.25 | 41.85 | -0.60 |' in markdown
+    runs = {('sfp', 'voc21'): 60.0, ('sfp', 'ade20k'): 22.5, ('sclip', 'voc21'): 58.0}
+    for (method, bench), miou in runs.items():
+        (tmp_path / f'{method}_vit-b16_{bench}').mkdir()
+        (tmp_path / f'{method}_vit-b16_{bench}' / 'metrics.json').write_text(
+            json.dumps({'metrics': {'mIoU': miou}}))
+    markdown = write_summary(tmp_path, tmp_path / 'summary', ['sfp', 'sclip'],
+                             ['voc21', 'ade20k'])
+    sfp, sclip = REPORTED_MIOU['sfp'], REPORTED_MIOU['sclip']
+    paper_mean = (sfp['voc21'] + sfp['ade20k']) / 2
+    assert '| method | voc21 | ade20k | average |' in markdown
+    assert '| sfp | 60.00 | 22.50 | 41.25 |' in markdown
+    assert f"| sfp (reported) | {sfp['voc21']:.2f} | {sfp['ade20k']:.2f} | {paper_mean:.2f} |" \
+        in markdown
+    assert f"| sfp (difference) | {60 - sfp['voc21']:+.2f} | {22.5 - sfp['ade20k']:+.2f} | " \
+           f"{41.25 - paper_mean:+.2f} |" in markdown
+    assert '| sclip | 58.00 | - | - |' in markdown  # no ade20k run: no average
+    assert f"| sclip (difference) | {58 - sclip['voc21']:+.2f} | - | - |" in markdown
+    assert 'states an average' not in markdown  # only said for the full eight
     csv = (tmp_path / 'summary.csv').read_text().splitlines()
-    assert csv[0] == 'benchmark,miou,paper_miou' and csv[1] == 'voc21,60.0000,62.9'
-    partial = results_table({'voc21': 60.0, 'voc20': None})['markdown']
-    assert '| voc20 | - | 84.50 | - |' in partial and '| average | - |' in partial
-    assert np.isclose(sum([62.9, 37.2, 37.9, 84.5, 39.9, 26.4, 41.1, 20.8]) / 8, 43.8375)
+    assert csv[0] == 'method,benchmark,miou,reported_miou'
+    assert csv[1] == f"sfp,voc21,60.0000,{sfp['voc21']}" and csv[4] == 'sclip,ade20k,,16.45'
+
+
+def test_summary_of_the_eight_states_the_papers_average(tmp_path):
+    (tmp_path / 'sfp_vit-b16_voc21').mkdir()
+    (tmp_path / 'sfp_vit-b16_voc21' / 'metrics.json').write_text('{"metrics": {"mIoU": 1}}')
+    markdown = write_summary(tmp_path, tmp_path / 'summary')
+    paper = list(REPORTED_MIOU['sfp'].values())
+    assert len(paper) == 8
+    assert (f'the paper states an average of 44.0; the mean of its rounded numbers above is '
+            f'{sum(paper) / 8:.2f}') in markdown
+
+
+def test_misspelt_model_argument_is_one_line(tmp_path):
+    result = run_cli(CONFIGS / 'sfp_vit-b16_camvid.py', '--data-root', DATA / 'camvid',
+                     '--cfg-options', 'model.logit_scal=40')
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "model.logit_scal is not an argument of SFPSegmentor (did you mean 'logit_scale'?)" \
+        in lines[0] and 'prob_thd' in lines[0]
+
+
+def test_launcher_pytorch_outside_torchrun(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE')}
+    result = subprocess.run([sys.executable, 'tools/test.py',
+                             str(CONFIGS / 'sfp_vit-b16_camvid.py'), '--launcher', 'pytorch'],
+                            capture_output=True, text=True, cwd=REPO, env=env)
+    assert result.returncode == 2
+    assert 'torchrun' in result.stderr and 'distribute_test.sh' in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_pm_dict_option_from_the_readme(tmp_path):
+    result = run_cli(CONFIGS / 'sfp_vit-b16_camvid.py', '--data-root', DATA / 'camvid',
+                     '--clip-path', TINY_CKPT, '--work-dir', tmp_path, '--cfg-options',
+                     "model.pm={'type':'SOM','num_outliers':'auto','cls_weight':1.5}",
+                     'test_dataloader.num_workers=0')
+    assert result.returncode == 0, result.stderr[-2000:]
+    options = parse_cfg_options(["model.pm={'type':'LOF','n_neighbors':20}", 'a=[1,2]', 'b=x'])
+    assert options == {'model.pm': {'type': 'LOF', 'n_neighbors': 20, '_delete_': True},
+                       'a': [1, 2], 'b': 'x'}
+    with pytest.raises(ValueError, match='not a Python dict literal'):
+        parse_cfg_options(["model.pm={'type':"])
+
+
+@pytest.mark.parametrize('images,batch,world,expected', [
+    (101, 16, 1, 1), (1449, 16, 1, 9), (1449, 16, 8, 1), (5000, 1, 1, 500), (3, 16, 1, 1)])
+def test_progress_every_tenth_of_a_run(images, batch, world, expected):
+    interval = progress_interval(images, batch, world)
+    batches = -(-images // (batch * world))
+    assert interval == expected
+    assert batches // interval >= 10 or interval == 1  # at least every ~10%
+
+
+def test_loader_workers_capped_by_cores():
+    cfg = build_test_config(CONFIGS / 'sfp_vit-b16_voc21.py',
+                            cfg_options={'test_dataloader.num_workers': 64})
+    assert cfg.test_dataloader.num_workers == len(os.sched_getaffinity(0))

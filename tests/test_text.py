@@ -42,6 +42,18 @@ def test_malformed_class_files(tmp_path, content, message):
         text.read_class_names(path)
 
 
+def test_duplicate_names_are_an_error_naming_the_lines(tmp_path):
+    path = tmp_path / 'dup.txt'
+    path.write_text('background, sky\ncar\nperson, people\nvehicle, car\n')
+    with pytest.raises(ValueError, match=r"dup.txt, line 4 repeats 'car' of line 2"):
+        text.read_class_names(path)
+    with pytest.raises(ValueError, match=r"line 1 names 'sky' twice"):
+        text.parse_class_names(['sky, sky', 'road'])
+    assert text.read_class_names(path, allow_duplicates=True)[3] == ['vehicle', 'car']
+    with pytest.raises(ValueError, match=r"line 61 repeats 'bed' of line 1"):
+        text.read_class_names(CLASSNAMES / 'cls_coco_object.txt')  # the release's own file
+
+
 def test_missing_and_binary_class_files(tmp_path):
     with pytest.raises(FileNotFoundError, match='class-name file not found.*nope.txt'):
         text.read_class_names(tmp_path / 'nope.txt')
@@ -57,7 +69,7 @@ def test_release_class_files_parse_like_the_release():
     for path in sorted(CLASSNAMES.glob('cls_*.txt')):
         lines = path.read_text().splitlines()
         release = [[n.replace('\n', '') for n in line.split(', ')] for line in lines]
-        ours = text.read_class_names(path)
+        ours = text.read_class_names(path, allow_duplicates=True)
         assert ours == [[n.strip() for n in names] for names in release], path.name
         for names, release_names in zip(ours, release):
             for name, release_name in zip(names, release_names):

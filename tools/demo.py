@@ -2,16 +2,27 @@
 
     python tools/demo.py IMAGES... [--vocab VOCAB] [--clip-path ViT-B/16] [--out-dir DIR]
 
-IMAGES are files, folders (their images, sorted) or glob patterns.  VOCAB is a preset
-(voc21, voc20, context60, context59, coco_object, coco_stuff, cityscapes, ade20k, camvid),
-a class-name file (one class per line, synonyms after commas) or a comma list of classes
-with synonyms joined by '|' ("sky,person|people,car").  For each image the demo writes
-<stem>_overlay.png (the segmentation over the image, with a legend of the classes found)
-and <stem>_labels.png (the label map: class index per pixel) at the image's own size.
-Existing outputs are kept unless --overwrite; an unreadable image is reported and skipped.
+IMAGES are files, folders (searched with their subfolders) or glob patterns.  VOCAB is a
+preset (a benchmark of the table: voc21, voc20, context60, context59, coco_object,
+coco_stuff164k, cityscapes, ade20k, camvid), a class-name file (one class per line,
+synonyms after commas) or a comma list of classes with synonyms joined by '|'
+("sky,person|people,car").  --method picks the method (sfp, or a baseline: clip,
+maskclip, clearclip, sclip, naclip, scclip).  A preset brings the method's released
+setting on that benchmark (its class file, window, thresholds, PAMR, short side) and the
+dataset's class names; options override them.
+
+For each image the demo writes <name>_overlay.png (the segmentation over the image at its
+own size, with a legend panel of the classes found added on the right) and
+<name>_labels.png (the label map: class index per pixel, the image's size).  <name> is the
+file's stem, with its folder added when two inputs share a stem.  Outputs of an earlier
+run with the same image and settings are kept; outputs made from another image or with
+other settings are never silently kept nor replaced: --overwrite replaces them.  An image
+that cannot be read or segmented is reported and the others go on.
 """
 import argparse
 import glob
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,32 +31,76 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from sfp.apis import PRESETS, init_segmentor, resolve_vocabulary, segment_images  # noqa: E402
+from sfp.apis import (  # noqa: E402
+    DEFAULT_SHORT_SIDE,
+    PRESETS,
+    available_methods,
+    load_preset,
+    method_defaults,
+    resolve_vocabulary,
+    segment_images,
+)
 from sfp.clip import CheckpointError  # noqa: E402
-from sfp.datasets import ImageReadError, read_image  # noqa: E402
-from sfp.utils import atomic_write_png  # noqa: E402
+from sfp.datasets import read_image  # noqa: E402
+from sfp.models import SFPSegmentor  # noqa: E402
+from sfp.utils import atomic_write_png, atomic_write_text  # noqa: E402
 from sfp.visualization import add_legend, make_palette, overlay  # noqa: E402
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif'}
+MANIFEST = 'sfp_demo_manifest.json'
+# Options that override the setting of a preset (else of the method's base config).
+OVERRIDES = ('logit_scale', 'prob_thd', 'area_thd', 'short_side', 'pm', 'purify')
 
 
 def collect_images(inputs):
-    """Files, folder contents and glob matches, in order, without duplicates."""
+    """Files, folder contents (recursively) and glob matches, in order, without
+    duplicates; also the inputs that matched nothing, each with the reason."""
     found, missing = [], []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            images = sorted(p for p in path.rglob('*')
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found += images
+            if not images:
+                missing.append(f'folder {item} holds no image (looked for '
+                               f'{", ".join(sorted(IMAGE_SUFFIXES))}, subfolders included)')
         elif path.is_file():
             found.append(path)
         else:
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
-            if matches:
-                found += [p for p in matches if p.is_file()]
-            else:
-                missing.append(item)
-    unique = list(dict.fromkeys(found))
-    return unique, missing
+            matches = [Path(p) for p in sorted(glob.glob(item, recursive=True))]
+            found += [p for p in matches if p.is_file()]
+            if not matches:
+                missing.append(f'no image file, folder or glob match: {item}')
+    return list(dict.fromkeys(p.resolve() for p in found)), missing
+
+
+def output_names(paths):
+    """A distinct output name per input: its stem; where stems clash, the path relative to
+    the clashing files' common folder ('a/img.jpg' -> 'a_img'), then the suffix if still
+    needed ('img.jpg', 'img.png' -> 'img_jpg', 'img_png'), then a number."""
+    names = [p.stem for p in paths]
+    for group in _clashes(names):
+        root = os.path.commonpath([paths[i].parent for i in group])
+        names_in_group = ['_'.join(paths[i].relative_to(root).with_suffix('').parts)
+                          for i in group]
+        for i, name in zip(group, names_in_group):
+            names[i] = name
+    for group in _clashes(names):
+        for i in group:
+            names[i] = f'{names[i]}_{paths[i].suffix.lstrip(".").lower()}'
+    for group in _clashes(names):
+        for number, i in enumerate(group[1:], start=2):
+            names[i] = f'{names[i]}_{number}'
+    return names
+
+
+def _clashes(names):
+    """Groups of indices of equal names."""
+    groups = {}
+    for i, name in enumerate(names):
+        groups.setdefault(name, []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def parse_args(argv=None):
@@ -60,61 +115,101 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='demo_outputs', help='where the PNGs go')
     parser.add_argument('--device', help='cuda, cpu ... (default: CUDA when available)')
     parser.add_argument('--precision', choices=['fp32', 'fp16', 'bf16', 'fp64'])
-    parser.add_argument('--pm', default='SOM', help='outlier detector (SOM, L2, LOF, ...)')
-    parser.add_argument('--short-side', type=int, default=336,
-                        help='images are resized to this short side for inference')
-    parser.add_argument('--logit-scale', type=float, default=40)
-    parser.add_argument('--prob-thd', type=float, default=0.0)
+    parser.add_argument('--method', default='sfp',
+                        help=f'method ({", ".join(available_methods())}; default sfp)')
+    parser.add_argument('--pm', help="outlier detector (SOM, L2, LOF, ...; default: the "
+                                     "method's)")
+    parser.add_argument('--purify', action=argparse.BooleanOptionalAction,
+                        help="detect and mitigate outliers before the last block (default: "
+                             "on for sfp, off for the baselines, as released)")
+    parser.add_argument('--short-side', type=int,
+                        help="images are resized to this short side (default: the preset's, "
+                             f"else {DEFAULT_SHORT_SIDE})")
+    for option in ('--logit-scale', '--prob-thd', '--area-thd'):
+        parser.add_argument(option, type=float,
+                            help="default: the preset's, else the method's base config's")
     parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     return parser.parse_args(argv)
+
+
+def resolve_settings(args):
+    """Classes, legend names and the model setting (short side included): options over
+    the method's preset over the method's defaults."""
+    if args.vocab in PRESETS:
+        preset = load_preset(args.vocab, args.method)
+        classes, names = preset.classes, preset.display_names
+        settings = dict(method_defaults(args.method), **preset.model_kwargs,
+                        short_side=preset.short_side, allow_duplicate_names=True)
+    else:
+        classes = resolve_vocabulary(args.vocab)
+        names = [synonyms[0] for synonyms in classes]
+        settings = dict(method_defaults(args.method), short_side=DEFAULT_SHORT_SIDE)
+    for key in OVERRIDES:
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    return classes, names, settings
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     images, missing = collect_images(args.images)
-    for item in missing:
-        print(f'error: no image file, folder or glob match: {item}', file=sys.stderr)
+    for message in missing:
+        print(f'error: {message}', file=sys.stderr)
     if not images:
         print('error: nothing to segment', file=sys.stderr)
         return 2
     out_dir = Path(args.out_dir)
     try:
-        classes = resolve_vocabulary(args.vocab)
-        segmentor = init_segmentor(args.clip_path, classes, device=args.device,
-                                   precision=args.precision, pm=args.pm,
-                                   logit_scale=args.logit_scale, prob_thd=args.prob_thd,
-                                   return_probs=False)
+        classes, names, settings = resolve_settings(args)
+        short_side = settings.pop('short_side')
+        segmentor = SFPSegmentor(clip_path=args.clip_path, name_path=classes,
+                                 device=args.device, precision=args.precision,
+                                 return_probs=False, **settings)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
-    names = segmentor.class_names
+    # What an output depends on: outputs recorded with other values are not current.
+    recipe = json.loads(json.dumps(dict(
+        classes=classes, clip_path=str(args.clip_path), method=args.method,
+        precision=str(segmentor.dtype), short_side=short_side, **settings), default=list))
+    manifest_path = out_dir / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     palette = make_palette(len(names))
-    failed, skipped = [], 0
-    for path in tqdm(images, desc='Segmenting', unit='image'):
-        overlay_path = out_dir / f'{path.stem}_overlay.png'
-        labels_path = out_dir / f'{path.stem}_labels.png'
-        if not args.overwrite and overlay_path.exists() and labels_path.exists():
-            skipped += 1
+    failed, kept, stale = [], 0, []
+    for path, name in tqdm(list(zip(images, output_names(images))), desc='Segmenting',
+                           unit='image'):
+        overlay_path, labels_path = out_dir / f'{name}_overlay.png', out_dir / f'{name}_labels.png'
+        record = dict(source=str(path), **recipe)
+        if not args.overwrite and (overlay_path.exists() or labels_path.exists()):
+            if manifest.get(name) == record and overlay_path.exists() and labels_path.exists():
+                kept += 1
+            else:
+                stale.append(name)
             continue
         try:
             image = read_image(path)
-        except ImageReadError as err:
-            failed.append(str(err))
+            labels = segment_images(segmentor, [image], short_side)[0]
+        except Exception as err:  # one image's failure must not stop the others
+            failed.append(f'{path}: {err}')
             continue
-        labels = segment_images(segmentor, [image], args.short_side)[0]
         labels = labels.pred_sem_seg.data[0].cpu().numpy()
         present = [int(c) for c in np.unique(labels)]
-        rgb = overlay(image[:, :, ::-1], labels, palette)
-        figure = add_legend(rgb, names, palette, present)
+        figure = add_legend(overlay(image[:, :, ::-1], labels, palette), names, palette, present)
         atomic_write_png(overlay_path, figure[:, :, ::-1])
-        dtype = np.uint8 if len(names) <= 256 else np.uint16
-        atomic_write_png(labels_path, labels.astype(dtype))
-    done = len(images) - len(failed) - skipped
+        atomic_write_png(labels_path, labels.astype(np.uint8 if len(names) <= 256 else np.uint16))
+        manifest[name] = record
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + '\n')
+    done = len(images) - len(failed) - kept - len(stale)
     print(f'{done} image(s) segmented into {out_dir}'
-          + (f'; {skipped} kept from an earlier run (--overwrite to redo)' if skipped else ''))
+          + (f'; {kept} kept from an earlier run with the same image and settings' if kept
+             else ''))
+    for name in stale:
+        print(f'error: {out_dir / name}_*.png exist from an earlier run with another image or '
+              f'other settings; kept as they are (--overwrite replaces them, or choose '
+              f'another --out-dir)', file=sys.stderr)
     for message in failed:
         print(f'error: {message}', file=sys.stderr)
-    return 1 if failed or missing else 0
+    return 1 if failed or missing or stale else 0
 
 
 if __name__ == '__main__':

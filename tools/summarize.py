@@ -1,9 +1,11 @@
-"""Table of mIoU per benchmark (+ average) from tools/test.py runs, the paper's beside it.
+"""Table of mIoU, methods by benchmarks (+ average), the reported numbers beside ours.
 
-    python tools/summarize.py work_dirs [--out work_dirs/summary]
+    python tools/summarize.py work_dirs [--methods sfp sclip] [--benchmarks voc21 ade20k]
+                              [--out work_dirs/summary]
 
-Reads <work_dirs>/<benchmark>/metrics.json (the latest run of each benchmark), prints a
-markdown table and writes <out>.md and <out>.csv atomically.
+Reads <work_dirs>/<method>_vit-b16_<benchmark>/metrics.json (where tools/test.py writes
+by default; the latest run of each), prints a markdown table and writes <out>.md and
+<out>.csv atomically.  A folder holding none of these runs is an error.
 """
 import argparse
 import sys
@@ -11,18 +13,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sfp.evaluation import BENCHMARKS, write_summary  # noqa: E402
+from sfp.benchmarks import PAPER_BENCHMARKS, get_benchmark  # noqa: E402
+from sfp.evaluation import write_summary  # noqa: E402
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('work_root', help='folder holding one work dir per benchmark')
+    parser.add_argument('work_root', help='folder holding one work dir per run')
     parser.add_argument('--out', help='output path without suffix (default <work_root>/summary)')
-    parser.add_argument('--benchmarks', nargs='+', default=BENCHMARKS,
-                        help='benchmarks to list (default: the eight)')
+    parser.add_argument('--methods', nargs='+', default=['sfp'], help='rows (default: sfp)')
+    parser.add_argument('--benchmarks', nargs='+', default=PAPER_BENCHMARKS,
+                        help="columns (default: the paper's eight)")
     args = parser.parse_args(argv)
     out = args.out or str(Path(args.work_root) / 'summary')
-    print(write_summary(args.work_root, out, args.benchmarks), end='')
+    try:
+        for name in args.benchmarks:
+            get_benchmark(name)
+        table = write_summary(args.work_root, out, args.methods, args.benchmarks)
+    except (FileNotFoundError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    print(table, end='')
     print(f'written: {out}.md, {out}.csv')
     return 0
 

@@ -10,10 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without install
 
-from mmengine.config import DictAction  # noqa: E402
-
 from sfp.clip import CheckpointError  # noqa: E402
-from sfp.evaluation import build_test_config, local_rank_from_args, run_test  # noqa: E402
+from sfp.evaluation import build_test_config, local_rank_from_args, parse_cfg_options, run_test  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -26,8 +24,9 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='save predicted label maps (PNG) here')
     parser.add_argument('--overwrite', action='store_true',
                         help='allow --show-dir/--out folders that already hold files')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override config entries, e.g. model.pm=LOF')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help="override config entries, e.g. model.pm=LOF or "
+                             "\"model.pm={'type':'LOF','n_neighbors':20}\"")
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher for distributed evaluation')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -49,7 +48,8 @@ def main(argv=None) -> int:
     local_rank_from_args(args.local_rank)
     try:
         cfg = build_test_config(args.config, data_root=args.data_root, clip_path=args.clip_path,
-                                work_dir=args.work_dir, cfg_options=args.cfg_options,
+                                work_dir=args.work_dir,
+                                cfg_options=parse_cfg_options(args.cfg_options),
                                 launcher=args.launcher, show_dir=args.show_dir,
                                 out_dir=args.out, overwrite=args.overwrite)
         run_test(cfg)

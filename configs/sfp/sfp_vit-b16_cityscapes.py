@@ -5,7 +5,7 @@ _base_ = [
 ]
 # The released ViT-B/16 setting (README: "Released settings").
 model = dict(
-    name_path='{{ fileDirname }}/../classnames/cls_city_scapes.txt',
+    name_path='{{ fileDirname }}/../classnames/cls_cityscapes.txt',
     logit_scale=40,
     prob_thd=0.0,
 )

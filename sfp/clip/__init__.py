@@ -1,10 +1,12 @@
-"""CLIP for SFP: the OpenAI architecture, tokenizer and checkpoint loader."""
+"""CLIP for SFP: the CLIP ViT architecture, tokenizer and checkpoint loader (OpenAI, Hugging
+Face transformers and open_clip checkpoints)."""
 from .errors import (
                      CheckpointError,
                      CheckpointNotFoundError,
                      ChecksumMismatchError,
                      UnknownModelError,
 )
+from .formats import read_checkpoint, read_state_dict
 from .loader import (
                      ARCHITECTURES,
                      PRECISIONS,
@@ -14,16 +16,22 @@ from .loader import (
                      load,
                      precision_dtype,
                      random_model,
-                     read_state_dict,
                      resolve_checkpoint,
 )
-from .model import CLIP, CLIPConfig, VisionTransformer, infer_config, resize_patch_pos_embed
+from .model import (
+                     ACTIVATIONS,
+                     CLIP,
+                     CLIPConfig,
+                     VisionTransformer,
+                     infer_config,
+                     resize_patch_pos_embed,
+)
 from .tokenizer import SimpleTokenizer, tokenize
 
 __all__ = [
-    'ARCHITECTURES', 'CLIP', 'CLIPConfig', 'CheckpointError', 'CheckpointNotFoundError',
-    'ChecksumMismatchError', 'PRECISIONS', 'SimpleTokenizer', 'UnknownModelError',
-    'VisionTransformer', 'available_models', 'build_model', 'cache_dir', 'infer_config', 'load',
-    'precision_dtype', 'random_model', 'read_state_dict', 'resize_patch_pos_embed',
-    'resolve_checkpoint', 'tokenize'
+    'ACTIVATIONS', 'ARCHITECTURES', 'CLIP', 'CLIPConfig', 'CheckpointError',
+    'CheckpointNotFoundError', 'ChecksumMismatchError', 'PRECISIONS', 'SimpleTokenizer',
+    'UnknownModelError', 'VisionTransformer', 'available_models', 'build_model', 'cache_dir',
+    'infer_config', 'load', 'precision_dtype', 'random_model', 'read_checkpoint',
+    'read_state_dict', 'resize_patch_pos_embed', 'resolve_checkpoint', 'tokenize'
 ]

@@ -1,18 +1,21 @@
-"""Find, download and read OpenAI CLIP checkpoints; build :class:`~sfp.clip.model.CLIP`.
+"""Find, download and read CLIP checkpoints; build :class:`~sfp.clip.model.CLIP`.
 
 ``load('ViT-B/16')`` downloads OpenAI's checkpoint once into ``$SFP_CACHE`` (default
-``~/.cache/clip``) and checks the sha256 published in its URL; ``load('/path/x.pt')``
-reads a local TorchScript archive (OpenAI's format) or a plain state dict with OpenAI's
-key names.  The architecture is read from the weights' shapes, so any ViT size works.
+``~/.cache/clip``) and checks the sha256 published in its URL; ``load('hf-hub:org/repo')``
+downloads a Hugging Face hub repository's config and weights through ``huggingface_hub``
+(into its own cache); ``load('/path/x.pt')`` reads a local TorchScript archive (OpenAI's
+format) or a plain state dict with OpenAI's key names, and ``load('/path/folder')`` a
+Hugging Face transformers or open_clip folder (see :mod:`sfp.clip.formats`).  Sizes are
+read from the weights' shapes, so any ViT size works.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -24,6 +27,14 @@ from .errors import (
     CheckpointNotFoundError,
     ChecksumMismatchError,
     UnknownModelError,
+)
+from .formats import (
+    HF_CONFIG,
+    HF_WEIGHTS,
+    OPEN_CLIP_CONFIG,
+    OPEN_CLIP_WEIGHTS,
+    find_weights,
+    read_checkpoint,
 )
 from .model import CLIP, CLIPConfig, infer_config
 
@@ -51,12 +62,12 @@ PRECISIONS: Dict[str, torch.dtype] = {
     'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16,
     'fp64': torch.float64}
 
-# Entries of OpenAI's TorchScript state dicts that are not weights.
-_NON_WEIGHT_KEYS = ('input_resolution', 'context_length', 'vocab_size')
+HF_HUB_PREFIX = 'hf-hub:'
 
 
 def available_models() -> list:
-    """Names that :func:`load` downloads."""
+    """OpenAI model names that :func:`load` downloads (``hf-hub:<org>/<repo>`` names work
+    too, for CLIP repositories on the Hugging Face hub)."""
     return list(_MODELS)
 
 
@@ -119,8 +130,12 @@ def download(url: str, target: Path, sha256: str, progress: bool = True) -> Path
 
 def resolve_checkpoint(name_or_path: Union[str, Path], download_root: Optional[Union[str, Path]]
                        = None, progress: bool = True) -> Path:
-    """Path of a checkpoint: a known model name (downloaded if needed) or a local file."""
+    """Path of a checkpoint's weights file: an OpenAI model name (downloaded if needed),
+    ``hf-hub:<org>/<repo>`` (downloaded through huggingface_hub if needed), a local file,
+    or a Hugging Face / open_clip folder (its weights file, beside its config)."""
     name = str(name_or_path)
+    if name.startswith(HF_HUB_PREFIX):
+        return download_hf_hub(name[len(HF_HUB_PREFIX):], download_root, progress)
     if name in _MODELS:
         sha256, filename = _MODELS[name]
         target = Path(download_root).expanduser() if download_root else cache_dir()
@@ -146,48 +161,88 @@ def resolve_checkpoint(name_or_path: Union[str, Path], download_root: Optional[U
     path = Path(name).expanduser()
     if path.is_file():
         return path
+    if path.is_dir():
+        try:
+            return find_weights(path)
+        except CheckpointError as err:
+            raise CheckpointNotFoundError(str(err)) from None
     if path.exists():
-        raise CheckpointNotFoundError(f'{path} is not a file (a CLIP checkpoint was expected)')
-    looks_like_path = (path.suffix in ('.pt', '.pth', '.bin') or name[:1] in './~'
+        raise CheckpointNotFoundError(f'{path} is not a file or folder (a CLIP checkpoint was '
+                                      f'expected)')
+    looks_like_path = (path.suffix in ('.pt', '.pth', '.bin', '.safetensors')
+                       or name[:1] in './~'
                        or (path.parent != Path('.') and path.parent.is_dir()))
     if looks_like_path:
         raise CheckpointNotFoundError(
             f'no checkpoint at {path.resolve()}. Pass an existing file (TorchScript archive '
-            f'or state dict with OpenAI key names) or one of {", ".join(_MODELS)} to download '
-            f'it into {cache_dir()}.')
+            f'or state dict with OpenAI key names), a Hugging Face or open_clip folder, '
+            f'hf-hub:<org>/<repo>, or one of {", ".join(_MODELS)} to download it into '
+            f'{cache_dir()}.')
     raise UnknownModelError(
-        f'unknown CLIP model {name!r}; known models: {", ".join(_MODELS)}. To use a local '
-        f'checkpoint instead, pass its path (there is no file at {path.resolve()}).')
+        f'unknown CLIP model {name!r}; known models: {", ".join(_MODELS)}, or '
+        f'hf-hub:<org>/<repo> from the Hugging Face hub. To use a local checkpoint instead, '
+        f'pass its path (there is no file at {path.resolve()}).')
 
 
-def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
-    """Weights of a TorchScript archive or of a ``torch.save``-d state dict, on the CPU."""
-    path = Path(path)
+class _SilentProgress(tqdm):
+    def __init__(self, *args, **kwargs):
+        kwargs['disable'] = True
+        super().__init__(*args, **kwargs)
+
+
+def download_hf_hub(repo_id: str, download_root: Optional[Union[str, Path]] = None,
+                    progress: bool = True) -> Path:
+    """Download a hub repository's CLIP config and one weights file, return the weights
+    file: open_clip's where a repository has both formats (LAION's have), safetensors
+    before pickle, nothing else (no second format, no flax or tokenizer files).
+
+    Files go to huggingface_hub's cache (``$HF_HUB_CACHE``) unless ``download_root`` is
+    given; a second call finds them there without network.
+    """
     try:
-        is_torchscript = zipfile.is_zipfile(path) and any(
-            '/code/' in n for n in zipfile.ZipFile(path).namelist())
-        if is_torchscript:
-            state_dict = torch.jit.load(str(path), map_location='cpu').state_dict()
-        else:
-            state_dict = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises many types for damaged files
+        import huggingface_hub
+    except ImportError as err:
         raise CheckpointError(
-            f'cannot read {path}: it is damaged or not a checkpoint (expected a TorchScript '
-            f'archive like OpenAI\'s ViT-B-16.pt or a state dict saved by torch.save): '
-            f'{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""}') from err
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(state_dict, dict) and isinstance(state_dict.get(wrapper), dict):
-            state_dict = state_dict[wrapper]
-    if not isinstance(state_dict, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise CheckpointError(f'{path} holds a {type(state_dict).__name__}, not a state dict '
-                              f'of tensors')
-    return {k: v for k, v in state_dict.items() if k not in _NON_WEIGHT_KEYS}
+            f'hf-hub:{repo_id} needs the huggingface_hub package: pip install '
+            f'huggingface_hub safetensors (or pip install "sfp[hub]"), or download the '
+            f'repository elsewhere and pass its folder as clip_path') from err
+    options = dict(repo_id=repo_id, cache_dir=str(download_root) if download_root else None)
+    if not progress:
+        options['tqdm_class'] = _SilentProgress
+    url = f'https://huggingface.co/{repo_id}'
+    try:
+        folder = Path(huggingface_hub.snapshot_download(
+            allow_patterns=[OPEN_CLIP_CONFIG, HF_CONFIG], **options))
+        weights = (OPEN_CLIP_WEIGHTS if (folder / OPEN_CLIP_CONFIG).is_file() else
+                   HF_WEIGHTS if (folder / HF_CONFIG).is_file() else ())
+        for filename in weights:
+            folder = Path(huggingface_hub.snapshot_download(allow_patterns=[filename],
+                                                            **options))
+            if (folder / filename).is_file():
+                return folder / filename
+    except (OSError, ConnectionError, huggingface_hub.errors.EntryNotFoundError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointNotFoundError(
+            f'hf-hub:{repo_id} is not in the Hugging Face cache and could not be downloaded '
+            f'from {url} ({reason}). Without network, download that repository on another '
+            f'machine (its {OPEN_CLIP_CONFIG} or {HF_CONFIG} and weights) and pass the '
+            f'folder as clip_path (or copy that machine\'s hub cache into $HF_HUB_CACHE).'
+        ) from err
+    raise CheckpointNotFoundError(
+        f'{url} holds no CLIP checkpoint that sfp.clip reads: expected {OPEN_CLIP_CONFIG} '
+        f'with {" or ".join(OPEN_CLIP_WEIGHTS)} (open_clip), or {HF_CONFIG} with '
+        f'{" or ".join(HF_WEIGHTS)} (Hugging Face transformers)')
 
 
-def build_model(state_dict: Dict[str, torch.Tensor], source: Optional[str] = None) -> CLIP:
-    """A CLIP whose architecture and weights come from an OpenAI-named state dict."""
-    model = CLIP(infer_config(state_dict, source))
+def build_model(state_dict: Dict[str, torch.Tensor], source: Optional[str] = None,
+                config: Optional[CLIPConfig] = None) -> CLIP:
+    """A CLIP with the weights of an OpenAI-named state dict; ``config`` defaults to the
+    one its shapes give (with OpenAI's activation, heads and eps)."""
+    # Built in float32, or in the weights' precision where it is higher (float64
+    # checkpoints must not pass through float32 on their way in).
+    dtype = functools.reduce(torch.promote_types, (
+        v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32)
+    model = CLIP(config or infer_config(state_dict, source)).to(dtype)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -209,19 +264,27 @@ def build_model(state_dict: Dict[str, torch.Tensor], source: Optional[str] = Non
 
 def load(name_or_path: Union[str, Path], device: Union[str, torch.device] = 'cpu',
          precision: Union[str, torch.dtype] = 'fp32',
-         download_root: Optional[Union[str, Path]] = None, progress: bool = True) -> CLIP:
+         download_root: Optional[Union[str, Path]] = None, progress: bool = True,
+         activation: Optional[str] = None) -> CLIP:
     """Load a CLIP ViT in eval mode, frozen, on ``device`` in ``precision``.
 
     Args:
-        name_or_path: one of :func:`available_models` or a checkpoint file.
+        name_or_path: one of :func:`available_models`, ``hf-hub:<org>/<repo>``, a
+            checkpoint file, or a Hugging Face transformers / open_clip folder.
         device: where the weights go.
         precision: 'fp32', 'fp16', 'bf16' or 'fp64'.
-        download_root: cache folder for downloads (default :func:`cache_dir`).
+        download_root: cache folder for downloads (default :func:`cache_dir` for OpenAI
+            names, huggingface_hub's cache for hf-hub names).
         progress: show a progress bar while downloading.
+        activation: MLP activation of a bare state dict, which cannot tell it:
+            'quick_gelu' (default, OpenAI's), 'gelu' (e.g. open_clip's LAION and DataComp
+            weights) or 'gelu_tanh'.  Folders carry it in their config; a different
+            value is an error there.
     """
     dtype = precision_dtype(precision)
     path = resolve_checkpoint(name_or_path, download_root, progress)
-    model = build_model(read_state_dict(path), str(path))
+    state_dict, config = read_checkpoint(path, activation)
+    model = build_model(state_dict, str(path), config)
     model = model.to(device=device, dtype=dtype).eval()
     model.requires_grad_(False)
     return model

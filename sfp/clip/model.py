@@ -1,7 +1,10 @@
-"""OpenAI CLIP (ViT image tower + causal text transformer) as plain PyTorch modules.
+"""CLIP (ViT image tower + causal text transformer) as plain PyTorch modules.
 
 Parameter names follow OpenAI's checkpoints exactly (``visual.transformer.resblocks.0.attn
-.in_proj_weight`` ...), so their state dicts load with ``strict=True``.  Tensors are kept
+.in_proj_weight`` ...), so their state dicts load with ``strict=True``; Hugging Face and
+open_clip checkpoints are converted to this layout (:mod:`sfp.clip.formats`).  What differs
+between backbones (activation, heads, MLP width, LayerNorm eps, text pooling) is read from
+:class:`CLIPConfig`, never fixed in the modules.  Tensors are kept
 batch-first, (B, L, C), throughout.  Attention goes through
 :func:`torch.nn.functional.scaled_dot_product_attention` unless a caller asks for the
 weights, which only :meth:`MultiheadSelfAttention.forward_with_weights` materialises.
@@ -31,8 +34,26 @@ class LayerNorm(nn.LayerNorm):
 
 
 class QuickGELU(nn.Module):
+    """OpenAI's sigmoid approximation of GELU, x * sigmoid(1.702 x)."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(1.702 * x)
+
+
+# MLP activations by name.  OpenAI trained with QuickGELU; open_clip's and Hugging Face's
+# other checkpoints mostly use the exact (erf) GELU; 'gelu_tanh' is GELU's tanh
+# approximation (transformers' 'gelu_pytorch_tanh' and 'gelu_new').
+ACTIVATIONS = {
+    'quick_gelu': QuickGELU,
+    'gelu': nn.GELU,
+    'gelu_tanh': lambda: nn.GELU(approximate='tanh'),
+}
+
+
+def build_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f'activation must be one of {", ".join(ACTIVATIONS)}, got {name!r}')
+    return ACTIVATIONS[name]()
 
 
 class MultiheadSelfAttention(nn.Module):
@@ -78,15 +99,19 @@ class MultiheadSelfAttention(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    def __init__(self, width: int, heads: int):
+    """Pre-norm block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, width: int, heads: int, mlp_width: Optional[int] = None,
+                 activation: str = 'quick_gelu', eps: float = 1e-5):
         super().__init__()
+        mlp_width = mlp_width or 4 * width
         self.attn = MultiheadSelfAttention(width, heads)
-        self.ln_1 = LayerNorm(width)
+        self.ln_1 = LayerNorm(width, eps=eps)
         self.mlp = nn.Sequential()
-        self.mlp.add_module('c_fc', nn.Linear(width, width * 4))
-        self.mlp.add_module('gelu', QuickGELU())
-        self.mlp.add_module('c_proj', nn.Linear(width * 4, width))
-        self.ln_2 = LayerNorm(width)
+        self.mlp.add_module('c_fc', nn.Linear(width, mlp_width))
+        self.mlp.add_module('gelu', build_activation(activation))
+        self.mlp.add_module('c_proj', nn.Linear(mlp_width, width))
+        self.ln_2 = LayerNorm(width, eps=eps)
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), causal=causal)
@@ -100,12 +125,14 @@ class ResidualAttentionBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width: int, layers: int, heads: int):
+    def __init__(self, width: int, layers: int, heads: int, mlp_width: Optional[int] = None,
+                 activation: str = 'quick_gelu', eps: float = 1e-5):
         super().__init__()
         self.width = width
         self.layers = layers
         self.resblocks = nn.ModuleList(
-            [ResidualAttentionBlock(width, heads) for _ in range(layers)])
+            [ResidualAttentionBlock(width, heads, mlp_width, activation, eps)
+             for _ in range(layers)])
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         for block in self.resblocks:
@@ -136,10 +163,11 @@ def resize_patch_pos_embed(pos_embed: torch.Tensor, rows: int, cols: int) -> tor
 
 
 class VisionTransformer(nn.Module):
-    """CLIP's ViT image tower."""
+    """CLIP's ViT image tower; it honours :class:`sfp.clip.interface.VisualTower`."""
 
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int,
-                 heads: int, output_dim: int):
+                 heads: int, output_dim: int, mlp_width: Optional[int] = None,
+                 activation: str = 'quick_gelu', eps: float = 1e-5):
         super().__init__()
         self.input_resolution = input_resolution
         self.patch_size = patch_size
@@ -151,9 +179,9 @@ class VisionTransformer(nn.Module):
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(
             scale * torch.randn((input_resolution // patch_size) ** 2 + 1, width))
-        self.ln_pre = LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads)
-        self.ln_post = LayerNorm(width)
+        self.ln_pre = LayerNorm(width, eps=eps)
+        self.transformer = Transformer(width, layers, heads, mlp_width, activation, eps)
+        self.ln_post = LayerNorm(width, eps=eps)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 
     @property
@@ -189,10 +217,29 @@ class VisionTransformer(nn.Module):
         x = self.transformer(self.embed(images))
         return self.project(x[:, 0])
 
+    def patch_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Plain CLIP's patch features (B, rows*cols, output_dim): the last block's patch
+        tokens (CLS dropped) through ln_post and the projection, row-major."""
+        x = self.transformer(self.embed(images))
+        return self.project(x[:, 1:])
+
 
 @dataclass(frozen=True)
 class CLIPConfig:
-    """Architecture of a CLIP ViT model; :func:`infer_config` reads it from a state dict."""
+    """Architecture of a CLIP ViT model.
+
+    :func:`infer_config` reads the sizes from an OpenAI-named state dict; the fields after
+    ``transformer_layers`` default to OpenAI's choices and come from a checkpoint's own
+    configuration where it has one (:mod:`sfp.clip.formats`).
+
+    Attributes (beyond the sizes):
+        vision_head_width: channels per attention head of the image tower.
+        vision_mlp_width, text_mlp_width: hidden width of the MLPs (None: 4 x width).
+        vision_activation, text_activation: MLP activation, a key of :data:`ACTIVATIONS`.
+        vision_eps, text_eps: LayerNorm epsilon of each tower.
+        text_eos_id: the text embedding is read at the first token with this id; None
+            reads it at the largest id (OpenAI's rule: end-of-text is the largest id).
+    """
 
     embed_dim: int
     image_resolution: int
@@ -204,10 +251,27 @@ class CLIPConfig:
     transformer_width: int
     transformer_heads: int
     transformer_layers: int
+    vision_head_width: int = 64
+    vision_mlp_width: Optional[int] = None
+    text_mlp_width: Optional[int] = None
+    vision_activation: str = 'quick_gelu'
+    text_activation: str = 'quick_gelu'
+    vision_eps: float = 1e-5
+    text_eps: float = 1e-5
+    text_eos_id: Optional[int] = None
+
+    def __post_init__(self):
+        for field in ('vision_activation', 'text_activation'):
+            if getattr(self, field) not in ACTIVATIONS:
+                raise ValueError(f'{field} must be one of {", ".join(ACTIVATIONS)}, got '
+                                 f'{getattr(self, field)!r}')
+        if self.vision_width % self.vision_head_width:
+            raise ValueError(f'vision_width {self.vision_width} is not a multiple of '
+                             f'vision_head_width {self.vision_head_width}')
 
     @property
     def vision_heads(self) -> int:
-        return self.vision_width // 64
+        return self.vision_width // self.vision_head_width
 
 
 class CLIP(nn.Module):
@@ -223,14 +287,18 @@ class CLIP(nn.Module):
             width=config.vision_width,
             layers=config.vision_layers,
             heads=config.vision_heads,
-            output_dim=config.embed_dim)
+            output_dim=config.embed_dim,
+            mlp_width=config.vision_mlp_width,
+            activation=config.vision_activation,
+            eps=config.vision_eps)
         self.context_length = config.context_length
         self.token_embedding = nn.Embedding(config.vocab_size, config.transformer_width)
         self.positional_embedding = nn.Parameter(
             torch.empty(config.context_length, config.transformer_width))
         self.transformer = Transformer(config.transformer_width, config.transformer_layers,
-                                       config.transformer_heads)
-        self.ln_final = LayerNorm(config.transformer_width)
+                                       config.transformer_heads, config.text_mlp_width,
+                                       config.text_activation, config.text_eps)
+        self.ln_final = LayerNorm(config.transformer_width, eps=config.text_eps)
         self.text_projection = nn.Parameter(
             torch.empty(config.transformer_width, config.embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -248,8 +316,11 @@ class CLIP(nn.Module):
         x = self.token_embedding(tokens).to(self.dtype)
         x = x + self.positional_embedding[:tokens.shape[1]].to(x.dtype)
         x = self.ln_final(self.transformer(x, causal=True))
-        # The end-of-text token has the largest id in CLIP's vocabulary.
-        eot = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+        eos_id = self.config.text_eos_id
+        # OpenAI: the end-of-text token has the largest id in CLIP's vocabulary.
+        eot_index = (tokens.argmax(dim=-1) if eos_id is None
+                     else (tokens == eos_id).int().argmax(dim=-1))
+        eot = x[torch.arange(x.shape[0], device=x.device), eot_index]
         return eot @ self.text_projection
 
     def forward(self, images: torch.Tensor,
@@ -261,8 +332,13 @@ class CLIP(nn.Module):
         return logits, logits.t()
 
 
-def infer_config(state_dict: dict, source: Optional[str] = None) -> CLIPConfig:
-    """Read a ViT CLIP's architecture from the shapes of its OpenAI-named weights."""
+def infer_config(state_dict: dict, source: Optional[str] = None, **settings) -> CLIPConfig:
+    """Read a ViT CLIP's architecture from the shapes of its OpenAI-named weights.
+
+    ``settings`` are :class:`CLIPConfig` fields that shapes cannot tell (activations,
+    ``vision_head_width``, ``transformer_heads``, eps, ``text_eos_id``); unset ones take
+    OpenAI's values (QuickGELU, 64-wide heads, eps 1e-5, end-of-text at the largest id).
+    """
     from .errors import CheckpointError
 
     where = f' in {source}' if source else ''
@@ -286,7 +362,15 @@ def infer_config(state_dict: dict, source: Optional[str] = None) -> CLIPConfig:
         return len({k.split('.')[len(prefix.split('.')) - 1] for k in state_dict
                     if k.startswith(prefix)})
 
+    def mlp_width(prefix: str, width: int) -> Optional[int]:
+        """Hidden width of the first block's MLP; None where it is the usual 4 x width."""
+        weight = state_dict.get(f'{prefix}resblocks.0.mlp.c_fc.weight')
+        return None if weight is None or weight.shape[0] == 4 * width else weight.shape[0]
+
     text_width = state_dict['ln_final.weight'].shape[0]
+    settings.setdefault('transformer_heads', max(text_width // 64, 1))
+    settings.setdefault('vision_mlp_width', mlp_width('visual.transformer.', conv.shape[0]))
+    settings.setdefault('text_mlp_width', mlp_width('transformer.', text_width))
     return CLIPConfig(
         embed_dim=state_dict['text_projection'].shape[1],
         image_resolution=conv.shape[-1] * grid,
@@ -296,5 +380,5 @@ def infer_config(state_dict: dict, source: Optional[str] = None) -> CLIPConfig:
         context_length=state_dict['positional_embedding'].shape[0],
         vocab_size=state_dict['token_embedding.weight'].shape[0],
         transformer_width=text_width,
-        transformer_heads=max(text_width // 64, 1),
-        transformer_layers=count_blocks('transformer.resblocks.'))
+        transformer_layers=count_blocks('transformer.resblocks.'),
+        **settings)

@@ -4,27 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-# What each dataset type expects under its data root, and where the layout comes from.
-LAYOUTS = {
-    'PascalVOCDataset': 'JPEGImages/*.jpg, SegmentationClass/*.png and '
-                        'ImageSets/Segmentation/val.txt (VOCdevkit/VOC2012 of the VOC 2012 tar)',
-    'PascalContext60Dataset': 'JPEGImages/*.jpg, SegmentationClassContext/*.png and '
-                              'ImageSets/SegmentationContext/val.txt (VOCdevkit/VOC2010, '
-                              'labels from tools/dataset_converters/pascal_context.py)',
-    'COCOObjectDataset': 'images/val2017/*.jpg and annotations/val2017/*_instanceTrainIds.png '
-                         '(tools/dataset_converters/coco_object.py)',
-    'COCOStuffDataset': 'images/val2017/*.jpg and annotations/val2017/*_labelTrainIds.png '
-                        "(mmseg's tools/dataset_converters/coco_stuff164k.py)",
-    'CityscapesDataset': 'leftImg8bit/val/<city>/*_leftImg8bit.png and '
-                         'gtFine/val/<city>/*_gtFine_labelTrainIds.png '
-                         "(mmseg's tools/dataset_converters/cityscapes.py)",
-    'ADE20KDataset': 'images/validation/*.jpg and annotations/validation/*.png '
-                     '(ADEChallengeData2016 as released)',
-    'CustomSegDataset': '<img_path>/*<img_suffix> and <seg_map_path>/*<seg_map_suffix>, '
-                        'optionally an ann_file listing file names without suffix',
-}
-LAYOUTS['PascalVOC20Dataset'] = LAYOUTS['PascalVOCDataset']
-LAYOUTS['PascalContext59Dataset'] = LAYOUTS['PascalContext60Dataset']
+from ..benchmarks import BENCHMARKS
+
+# What each dataset type expects under its data root (from the benchmark table).
+LAYOUTS = {b.dataset_type: b.layout for b in BENCHMARKS.values()}
+LAYOUTS['CustomSegDataset'] = ('<img_path>/*<img_suffix> and <seg_map_path>/*<seg_map_suffix>, '
+                               'optionally an ann_file listing file names without suffix')
 
 
 class DataLayoutError(FileNotFoundError):

@@ -149,6 +149,10 @@ class LogitMap:
         return LogitMap(self.grid, resize_rows(self.rows, size[0]),
                         resize_rows(self.cols, size[1]))
 
+    def cropped(self, height: int, width: int) -> LogitMap:
+        """The top-left ``height`` x ``width`` part of the map."""
+        return LogitMap(self.grid, self.rows[:height], self.cols[:width])
+
     @cached_property
     def mixed_cols(self) -> torch.Tensor:
         """(Q, R, W): the columns already mixed, computed once however many passes over

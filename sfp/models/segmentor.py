@@ -99,6 +99,9 @@ class SFPSegmentor(BaseSegmentor):
             :func:`sfp.text.build_query_features`).
         return_probs: store the class probabilities (``seg_logits``) in the predictions;
             False keeps only the label maps (less memory for very large images).
+        allow_duplicate_names: accept a class file that gives one name to two classes
+            (only to reproduce a release's file as it is; see
+            :func:`sfp.text.parse_class_names`).
     """
 
     def __init__(self,
@@ -127,6 +130,7 @@ class SFPSegmentor(BaseSegmentor):
                  pad_crops: bool = False,
                  text_cache: bool = True,
                  return_probs: bool = True,
+                 allow_duplicate_names: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         _check_arguments(prob_thd=prob_thd, logit_scale=logit_scale, slide_crop=slide_crop,
@@ -152,7 +156,8 @@ class SFPSegmentor(BaseSegmentor):
 
         # Text features in at least float32, then keep only the image tower.
         text_dtype = torch.promote_types(dtype, torch.float32)
-        classes = load_vocabulary(name_path)  # fail on a bad class file before loading CLIP
+        # Fail on a bad class file before loading CLIP.
+        classes = load_vocabulary(name_path, allow_duplicate_names)
         if isinstance(clip_path, clip.CLIP):
             checkpoint, model = None, clip_path.to(device=device, dtype=text_dtype)
         else:
@@ -273,8 +278,17 @@ class SFPSegmentor(BaseSegmentor):
 
     def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
         """Query logits before the final resize, factored: at the input size in sliding
-        mode, on the patch grid in whole-image mode."""
-        return self.slide_logits(images) if self.slide_crop > 0 else self.whole_logits(images)
+        mode, on the patch grid in whole-image mode.
+
+        An image thinner than one patch (a 1 x 300 photo resized to 7 x 2048) has no patch
+        to encode: it is padded with zeros (the mean colour, after normalisation) to one
+        patch, and its logits are those of the padded image cut back to its own extent.
+        """
+        patch = self.encoder.visual.patch_size
+        padded = [_pad_to_min_size(img, patch) for img in images]
+        maps = self.slide_logits(padded) if self.slide_crop > 0 else self.whole_logits(padded)
+        return [m if p is img else m.resized(p.shape[-2:]).cropped(*img.shape[-2:])
+                for m, p, img in zip(maps, padded, images)]
 
     @torch.no_grad()
     def inference(self, inputs: ImageBatch, batch_img_metas: Sequence[dict]) -> List[torch.Tensor]:
@@ -361,6 +375,15 @@ def _encoder_type(encoder: Optional[dict]) -> type:
         raise ValueError(f'encoder must be a config dict with a "type" (one of '
                          f'{", ".join(sorted(ENCODERS.module_dict))}), got {encoder!r}')
     return registered_type(ENCODERS, encoder['type'], 'encoder type')
+
+
+def _pad_to_min_size(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, h, w) -> (3, max(h, size), max(w, size)), zero-padded at the bottom and right;
+    the image itself when it is large enough."""
+    height, width = image.shape[-2:]
+    if height >= size and width >= size:
+        return image
+    return F.pad(image, (0, max(0, size - width), 0, max(0, size - height)))
 
 
 def _ori_size(meta: dict) -> Tuple[int, int]:

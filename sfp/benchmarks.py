@@ -1,0 +1,143 @@
+"""The benchmark table: the one place that names each benchmark and what belongs to it.
+
+The demo presets, the data-layout checks, the evaluation summary and the launch scripts
+(through ``tools/benchmarks.py``) all read it, so a benchmark is called the same
+everywhere.  Adding a benchmark means one entry here plus its configs
+(``configs/<method>/<method>_vit-b16_<name>.py``); ``tests/test_benchmarks.py`` checks
+that every config agrees with its entry.
+
+This module imports nothing heavy, so scripts can read it quickly.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS_DIR = REPO / 'configs'
+CLASSNAMES_DIR = CONFIGS_DIR / 'classnames'
+DEFAULT_BACKBONE = 'vit-b16'
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark and SFP's released ViT-B/16 setting on it.
+
+    Attributes:
+        name: short name used by configs, presets, scripts and tables ('voc21').
+        title: what it is, for people.
+        dataset_type: the mmseg dataset class of its configs.
+        data_root: default data root, relative to the data folder (``data/`` or ``DATA_DIR``).
+        layout: what the dataset expects under its data root, and where it comes from.
+        short_side: images are resized to this short side (long side at most 2048).
+        logit_scale, prob_thd, area_thd: SFP's released post-processing setting.
+        in_paper: one of the eight benchmarks of the paper's table (else an example).
+    """
+
+    name: str
+    title: str
+    dataset_type: str
+    data_root: str
+    layout: str
+    short_side: int = 336
+    logit_scale: float = 40.0
+    prob_thd: float = 0.0
+    area_thd: Optional[float] = None
+    in_paper: bool = True
+
+    @property
+    def class_file(self) -> Path:
+        """SFP's class-name file (one class per line, synonyms after commas)."""
+        return CLASSNAMES_DIR / f'cls_{self.name}.txt'
+
+    def config(self, method: str = 'sfp', backbone: str = DEFAULT_BACKBONE) -> Path:
+        """The config that evaluates ``method`` on this benchmark."""
+        return CONFIGS_DIR / method / f'{config_stem(method, self.name, backbone)}.py'
+
+
+def config_stem(method: str, benchmark: str, backbone: str = DEFAULT_BACKBONE) -> str:
+    """Name of a config (and of its default work dir): ``<method>_<backbone>_<benchmark>``."""
+    return f'{method}_{backbone}_{benchmark}'
+
+
+_VOC = 'JPEGImages/*.jpg, SegmentationClass/*.png and ImageSets/Segmentation/val.txt ' \
+       '(VOCdevkit/VOC2012 of the VOC 2012 tar)'
+_CONTEXT = 'JPEGImages/*.jpg, SegmentationClassContext/*.png and ' \
+           'ImageSets/SegmentationContext/val.txt (VOCdevkit/VOC2010, labels from ' \
+           'tools/dataset_converters/pascal_context.py)'
+
+_TABLE: Tuple[Benchmark, ...] = (
+    Benchmark('voc21', 'PASCAL VOC 2012 val, 20 classes + background', 'PascalVOCDataset',
+              'VOCdevkit/VOC2012', _VOC, logit_scale=50, prob_thd=0.15, area_thd=0.1),
+    Benchmark('context60', 'PASCAL Context val, 59 classes + background',
+              'PascalContext60Dataset', 'VOCdevkit/VOC2010', _CONTEXT, prob_thd=0.15),
+    Benchmark('coco_object', 'COCO val2017, 80 object classes + background',
+              'COCOObjectDataset', 'coco_object',
+              'images/val2017/*.jpg and annotations/val2017/*_instanceTrainIds.png '
+              '(tools/dataset_converters/coco_object.py)', logit_scale=55, prob_thd=0.35),
+    Benchmark('voc20', 'PASCAL VOC 2012 val, 20 classes, background ignored',
+              'PascalVOC20Dataset', 'VOCdevkit/VOC2012', _VOC),
+    Benchmark('context59', 'PASCAL Context val, 59 classes, background ignored',
+              'PascalContext59Dataset', 'VOCdevkit/VOC2010', _CONTEXT),
+    Benchmark('coco_stuff164k', 'COCO-Stuff 164k val2017, 171 classes', 'COCOStuffDataset',
+              'coco_stuff164k',
+              'images/val2017/*.jpg and annotations/val2017/*_labelTrainIds.png '
+              "(mmseg's tools/dataset_converters/coco_stuff164k.py)"),
+    Benchmark('cityscapes', 'Cityscapes val, 19 classes', 'CityscapesDataset', 'cityscapes',
+              'leftImg8bit/val/<city>/*_leftImg8bit.png and '
+              'gtFine/val/<city>/*_gtFine_labelTrainIds.png '
+              "(mmseg's tools/dataset_converters/cityscapes.py)", short_side=560),
+    Benchmark('ade20k', 'ADE20K val, 150 classes', 'ADE20KDataset', 'ade/ADEChallengeData2016',
+              'images/validation/*.jpg and annotations/validation/*.png '
+              '(ADEChallengeData2016 as released)', short_side=384),
+    Benchmark('camvid', 'CamVid val (SegNet version), 11 classes; a custom-dataset example',
+              'CustomSegDataset', 'camvid', 'val/*.png and valannot/*.png', in_paper=False),
+)
+BENCHMARKS: Dict[str, Benchmark] = {b.name: b for b in _TABLE}
+PAPER_BENCHMARKS: List[str] = [b.name for b in _TABLE if b.in_paper]
+
+# Reported ViT-B/16 mIoU (%) per method and benchmark; REPORTED_SOURCES says where each row
+# comes from (../shared/docs/BASELINES.md section 2; the README repeats the table).
+def _row(*values: Optional[float]) -> Dict[str, float]:
+    """Reported numbers in the order of PAPER_BENCHMARKS (None: not reported)."""
+    return {b: v for b, v in zip(PAPER_BENCHMARKS, values) if v is not None}
+
+
+REPORTED_MIOU: Dict[str, Dict[str, float]] = {
+    'clip': _row(None, None, None, 41.8, 9.2, 4.4, 5.5, 2.1),
+    'maskclip': _row(None, None, None, 74.9, 26.4, 16.4, 12.6, 9.8),
+    'clearclip': _row(None, None, None, 80.9, 35.9, 23.9, 30.0, 16.7),
+    'sclip': _row(59.63, 31.74, 33.52, 81.54, 34.46, 22.77, 32.34, 16.45),
+    'naclip': _row(64.07, 34.99, 36.19, 83.03, 38.35, 25.69, 38.27, 19.05),
+    'scclip': _row(64.6, 36.8, 37.7, 84.3, 40.1, 26.6, 41.0, 20.1),
+    'sfp': _row(62.9, 37.2, 37.9, 84.5, 39.9, 26.4, 41.1, 20.8),
+}
+REPORTED_SOURCES: Dict[str, str] = {
+    'clip': 'ClearCLIP README results image (its appendix Table 2, their implementation)',
+    'maskclip': 'ClearCLIP README results image (its appendix Table 2)',
+    'clearclip': 'ClearCLIP README results image (its appendix Table 2)',
+    'sclip': 'SCLIP README at b56bd30, no post-processing',
+    'naclip': 'NACLIP README at 0cac3a6, PAMR on (release configs)',
+    'scclip': 'SC-CLIP paper (arXiv 2411.15869; IEEE TIP 34, 2025), Table 1, ViT-B/16, no '
+              'post-processing; taken from a later paper quoting that table (average 43.9)',
+    'sfp': 'SFP paper (ICCV 2025) Table 1, as quoted by later work',
+}
+# The average each paper states, where it differs from the mean of its rounded numbers.
+STATED_AVERAGE: Dict[str, float] = {'sfp': 44.0}
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """' (did you mean X?)' for the closest choice, or ''."""
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f' (did you mean {lowered[close[0]]!r}?)' if close else ''
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """The table entry of ``name``; an unknown name is a one-line error listing the known."""
+    if name not in BENCHMARKS:
+        raise ValueError(f'unknown benchmark {name!r}{did_you_mean(name, list(BENCHMARKS))}; '
+                         f'known: {", ".join(BENCHMARKS)}')
+    return BENCHMARKS[name]

@@ -1,0 +1,77 @@
+"""The benchmark table agrees with every config, class file and preset that uses it."""
+import pytest
+from mmengine.config import Config
+
+from sfp.apis import PRESETS, load_preset
+from sfp.benchmarks import BENCHMARKS, PAPER_BENCHMARKS, REPORTED_MIOU, get_benchmark
+from sfp.datasets.checks import LAYOUTS
+from sfp.text import read_class_names
+
+from .conftest import REPO
+
+
+def resize_short_side(cfg) -> int:
+    resize = [t for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'Resize']
+    assert len(resize) == 1
+    return resize[0]['scale'][1]
+
+
+@pytest.mark.parametrize('name', list(BENCHMARKS))
+def test_sfp_config_matches_the_table(name):
+    benchmark = BENCHMARKS[name]
+    cfg = Config.fromfile(str(benchmark.config('sfp')))
+    dataset = cfg.test_dataloader.dataset
+    assert dataset.type == benchmark.dataset_type
+    assert dataset.data_root == f'data/{benchmark.data_root}'
+    assert resize_short_side(cfg) == benchmark.short_side
+    model = cfg.model
+    assert model.name_path.endswith(f'configs/sfp/../classnames/{benchmark.class_file.name}')
+    assert (model.logit_scale, model.prob_thd, model.get('area_thd')) == \
+        (benchmark.logit_scale, benchmark.prob_thd, benchmark.area_thd)
+    assert benchmark.class_file.is_file()
+    assert LAYOUTS[dataset.type] in (benchmark.layout, LAYOUTS['CustomSegDataset'])
+
+
+def test_paper_benchmarks_and_reported_numbers():
+    assert PAPER_BENCHMARKS == ['voc21', 'context60', 'coco_object', 'voc20', 'context59',
+                                'coco_stuff164k', 'cityscapes', 'ade20k']
+    assert list(REPORTED_MIOU['sfp']) == PAPER_BENCHMARKS
+    for method, row in REPORTED_MIOU.items():
+        assert set(row) <= set(PAPER_BENCHMARKS), method
+
+
+@pytest.mark.parametrize('name', list(BENCHMARKS))
+def test_presets_are_the_table(name):
+    preset = load_preset(name)
+    classes = read_class_names(BENCHMARKS[name].class_file, allow_duplicates=True)
+    assert PRESETS[name] == BENCHMARKS[name].class_file
+    assert preset.classes == classes and len(preset.display_names) == len(classes)
+    assert preset.short_side == BENCHMARKS[name].short_side
+
+
+def test_preset_display_names_are_the_datasets():
+    assert load_preset('voc21').display_names[:2] == ['background', 'aeroplane']
+    assert load_preset('voc21').classes[0][0] == 'sky'  # the first background synonym
+    assert load_preset('context60').display_names[0] == 'background'
+    assert load_preset('camvid').display_names[0] == read_class_names(
+        BENCHMARKS['camvid'].class_file)[0][0]  # no dataset class list: the class file's
+
+
+def test_unknown_benchmark_lists_the_known():
+    with pytest.raises(ValueError, match=r"unknown benchmark 'ADE20K' \(did you mean "
+                                         r"'ade20k'\?\); known: voc21, "):
+        get_benchmark('ADE20K')
+
+
+def test_readme_table_is_the_table():
+    readme = (REPO / 'README.md').read_text()
+
+    def fmt(value):
+        return '-' if value is None else f'{value:g}'
+
+    for b in BENCHMARKS.values():
+        row = (f'| `{b.name}` | `{b.config().name}` | `data/{b.data_root}` | '
+               f'`{b.class_file.name}` | {b.short_side} | {fmt(b.logit_scale)} | '
+               f'{fmt(b.prob_thd)} | {fmt(b.area_thd)} | '
+               f'{fmt(REPORTED_MIOU["sfp"].get(b.name))} |')
+        assert row in readme, row

@@ -1,0 +1,100 @@
+"""The README's launch scripts, run from the committed tree on the CPU with the tiny
+checkpoint and fixture data: each ends with the summary table holding the run's mIoU."""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import FIXTURES, REPO, TINY_CKPT
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    """DATA_DIR laid out as the benchmark table expects, pointing at the fixture data."""
+    root = tmp_path_factory.mktemp('data')
+    (root / 'ade').mkdir()
+    (root / 'ade' / 'ADEChallengeData2016').symlink_to(FIXTURES / 'data' /
+                                                        'ADEChallengeData2016')
+    (root / 'camvid').symlink_to(FIXTURES / 'data' / 'camvid')
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run_script(script, work_dir, data_dir, *args, **env):
+    environ = dict(os.environ, PYTHON=sys.executable, DATA_DIR=str(data_dir),
+                   CLIP_PATH=str(TINY_CKPT), WORK_DIR=str(work_dir), **env)
+    return subprocess.run(['bash', str(REPO / script), *args], env=environ,
+                          capture_output=True, text=True, timeout=600)
+
+
+def table_value(stdout: str, method: str, column: int) -> str:
+    """The cell of ``method``'s row in the printed summary table (0 = first benchmark)."""
+    row = re.search(rf'^\| {method} \|(.*)\|$', stdout, re.MULTILINE)
+    assert row, stdout[-2000:]
+    return row.group(1).split('|')[column].strip()
+
+
+def measured_miou(work_dir, stem) -> str:
+    record = json.loads((work_dir / stem / 'metrics.json').read_text())
+    return f"{record['metrics']['mIoU']:.2f}"
+
+
+def test_test_sh(tmp_path, data_dir):
+    result = run_script('test.sh', tmp_path, data_dir, 'ade20k')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert table_value(result.stdout, 'sfp', 0) == measured_miou(tmp_path, 'sfp_vit-b16_ade20k')
+    assert (tmp_path / 'summary.md').read_text() in result.stdout
+
+
+def test_multi_test_sh_subset(tmp_path, data_dir):
+    result = run_script('multi_test.sh', tmp_path, data_dir,
+                        BENCHMARKS='ade20k camvid', CUDA_VISIBLE_DEVICES='')
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert table_value(result.stdout, 'sfp', 0) == measured_miou(tmp_path, 'sfp_vit-b16_ade20k')
+    assert table_value(result.stdout, 'sfp', 1) == measured_miou(tmp_path, 'sfp_vit-b16_camvid')
+
+
+def test_distribute_test_sh_two_processes(tmp_path, data_dir):
+    result = run_script('distribute_test.sh', tmp_path, data_dir, BENCHMARKS='ade20k',
+                        GPUS='2', MASTER_PORT=str(free_port()))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert table_value(result.stdout, 'sfp', 0) == measured_miou(tmp_path, 'sfp_vit-b16_ade20k')
+    assert 'x 2 process(es)' in result.stdout
+
+
+@pytest.mark.parametrize('script,args,env', [
+    ('test.sh', ['voc12'], {}),
+    ('multi_test.sh', [], {'BENCHMARKS': 'ade20k ADE20K'}),
+    ('distribute_test.sh', [], {'BENCHMARKS': 'cocostuff'}),
+])
+def test_unknown_benchmark_is_one_line(tmp_path, data_dir, script, args, env):
+    result = run_script(script, tmp_path, data_dir, *args, **env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'unknown benchmark' in lines[0]
+    assert 'known: voc21, context60, coco_object' in lines[0]
+    assert not any(tmp_path.iterdir())  # nothing ran
+
+
+def test_unknown_method_names_the_known(tmp_path, data_dir):
+    result = run_script('test.sh', tmp_path, data_dir, 'ade20k', METHODS='spf')
+    assert result.returncode == 2
+    assert "no config for method 'spf'" in result.stderr and 'sfp' in result.stderr
+
+
+def test_summarize_wrong_folder_is_an_error(tmp_path):
+    tool = [sys.executable, str(REPO / 'tools' / 'summarize.py')]
+    missing = subprocess.run(tool + [str(tmp_path / 'nope')], capture_output=True, text=True)
+    assert missing.returncode == 2 and 'work folder not found' in missing.stderr
+    empty = subprocess.run(tool + [str(tmp_path)], capture_output=True, text=True)
+    assert empty.returncode == 2 and 'no metrics.json' in empty.stderr
+    assert not (tmp_path / 'summary.md').exists()
