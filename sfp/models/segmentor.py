@@ -91,6 +91,10 @@ class SFPSegmentor(BaseSegmentor):
         resize_via_input: in whole-image mode, resize the patch-grid logits to the input
             size and then to the original size (NACLIP's release) instead of straight
             to the original size.
+        pad_crops: in sliding mode, zero-pad (in normalised space) a window whose side is
+            not a multiple of the patch size to whole patches, upsample its logits to
+            the padded size and cut the padding off (ClearCLIP's release); by default
+            the patch convolution drops the remainder pixels.
         text_cache: cache the query features on disk (see
             :func:`sfp.text.build_query_features`).
         return_probs: store the class probabilities (``seg_logits``) in the predictions;
@@ -123,6 +127,7 @@ class SFPSegmentor(BaseSegmentor):
                  encoder: Optional[dict] = None,
                  encoder_cfg: Optional[dict] = None,
                  resize_via_input: bool = False,
+                 pad_crops: bool = False,
                  text_cache: bool = True,
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
@@ -177,6 +182,7 @@ class SFPSegmentor(BaseSegmentor):
         self.memory_budget_mb = memory_budget_mb
         self.return_probs = return_probs
         self.resize_via_input = resize_via_input
+        self.pad_crops = pad_crops
         self.pamr = PAMR(pamr_steps, dilations=pamr_stride) if pamr_steps > 0 else None
         self.data_preprocessor.to(device)
 
@@ -235,7 +241,7 @@ class SFPSegmentor(BaseSegmentor):
         """
         patch = self.encoder.visual.patch_size
         layouts = [SlidingWindowLayout.build(*img.shape[-2:], self.slide_crop, self.slide_stride,
-                                             patch) for img in images]
+                                             patch, self.pad_crops) for img in images]
         canvases = [img.new_zeros((self.num_queries, *layout.canvas_shape),
                                   dtype=self.compute_dtype)
                     for img, layout in zip(images, layouts)]
@@ -247,8 +253,8 @@ class SFPSegmentor(BaseSegmentor):
             step = self.crops_per_batch(size)
             for start in range(0, len(jobs), step):
                 chunk = jobs[start:start + step]
-                crops = torch.stack([images[i][:, y1:y2, x1:x2]
-                                     for i, _, _, (y1, y2, x1, x2) in chunk])
+                crops = torch.stack([layouts[i].crop(images[i], r, c)
+                                     for i, r, c, _ in chunk])
                 for (i, r, c, _), grid in zip(chunk, self.grid_logits(crops)):
                     canvases[i][(slice(None), *layouts[i].block(r, c))] = grid
         return [layout.logit_map(canvas) for layout, canvas in zip(layouts, canvases)]
