@@ -16,7 +16,9 @@ from __future__ import annotations
 import copy
 import html
 import logging
+import math
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -51,6 +53,10 @@ MAX_PIXELS = 50_000_000   # larger uploads are refused before decoding
 MAX_CLASSES = 256         # the label map is an 8-bit PNG
 MAX_QUERIES = 1024        # class names and synonyms together: each is 80 prompts to encode
 SEGMENTORS_KEPT = 8       # segmentors (vocabulary x detector) kept; they share CLIP's weights
+# The outlier view materialises every block's attention (heads x N x N each): it looks at
+# the whole resized image when it has at most this many patches, else at its centre.
+ANALYSIS_MAX_PATCHES = 1024
+REQUESTS_KEPT = 32        # label maps of the latest requests kept for download
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +128,9 @@ def read_upload(path: Optional[str]) -> np.ndarray:
     return image
 
 
-def check_resolution(image_bgr: np.ndarray, patch_size: int, short_side: int) -> None:
-    """Refuse images that, resized like the benchmarks, are thinner than one patch."""
+def inference_size(image_bgr: np.ndarray, patch_size: int, short_side: int) -> Tuple[int, int]:
+    """(height, width) of the image resized like the benchmarks; refuses images that
+    would be thinner than one patch."""
     height, width = prepare_image(image_bgr, short_side).shape[1:]
     if min(height, width) < patch_size:
         raise InputError(
@@ -131,6 +138,20 @@ def check_resolution(image_bgr: np.ndarray, patch_size: int, short_side: int) ->
             f'inference resolution (short side {short_side}, long side at most 2048) it is '
             f'{width}x{height}, thinner than one {patch_size}-pixel patch. Crop it to an '
             f'aspect ratio of at most {2048 // patch_size}:1.')
+    return height, width
+
+
+def analysis_crop(height: int, width: int, patch_size: int,
+                  max_patches: int = ANALYSIS_MAX_PATCHES) -> Optional[int]:
+    """Side of the central crop :func:`~sfp.analysis.analyze_image` should look at so
+    that it covers at most ``max_patches`` patches (None: the whole image fits).
+
+    The crop keeps the full short side while that fits, else it is a square.
+    """
+    rows, cols = height // patch_size, width // patch_size
+    if rows * cols <= max_patches:
+        return None
+    return max(max_patches // min(rows, cols), math.isqrt(max_patches)) * patch_size
 
 
 @dataclass
@@ -170,16 +191,18 @@ def fit_for_display(image_rgb: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarr
 
 
 def draw_outliers(image_rgb: np.ndarray, positions: Sequence[Tuple[int, int]],
-                  patch_px: Tuple[float, float], colour=(255, 0, 0)) -> np.ndarray:
+                  patch_px: Tuple[float, float], origin: Tuple[float, float] = (0, 0),
+                  colour=(255, 0, 0)) -> np.ndarray:
     """Outline each outlier patch (row, col) on an image; ``patch_px`` is one patch's
-    (height, width) in the image's pixels."""
+    (height, width) and ``origin`` the (y, x) of patch (0, 0), in the image's pixels."""
     canvas = Image.fromarray(image_rgb)
     draw = ImageDraw.Draw(canvas)
     ph, pw = patch_px
+    y0, x0 = origin
     line = max(1, round(min(ph, pw) / 8))
     for row, col in positions:
-        draw.rectangle([col * pw, row * ph, (col + 1) * pw - 1, (row + 1) * ph - 1],
-                       outline=colour, width=line)
+        draw.rectangle([x0 + col * pw, y0 + row * ph, x0 + (col + 1) * pw - 1,
+                        y0 + (row + 1) * ph - 1], outline=colour, width=line)
     return np.asarray(canvas)
 
 
@@ -334,36 +357,56 @@ class WebDemo:
         with self._lock:
             segmentor = self.segmentor(classes, settings)
             patch_size = segmentor.encoder.visual.patch_size
-            check_resolution(image, patch_size, settings.short_side)
-            analysis = analyze_image(segmentor, image, detectors=[settings.pm], crop=None,
+            resized = inference_size(image, patch_size, settings.short_side)
+            analysis = analyze_image(segmentor, image, detectors=[settings.pm],
+                                     crop=analysis_crop(*resized, patch_size),
                                      short_side=settings.short_side)
-        return self.render(image, analysis, patch_size, settings, Path(image_path).stem)
+        return self.render(image, analysis, resized, patch_size, settings,
+                           Path(image_path).stem)
 
-    def render(self, image_bgr: np.ndarray, analysis: OutlierAnalysis, patch_size: int,
-               settings: Settings, stem: str) -> PageResult:
-        """The page's pictures, table and download for one analysed image."""
+    def render(self, image_bgr: np.ndarray, analysis: OutlierAnalysis,
+               resized: Tuple[int, int], patch_size: int, settings: Settings,
+               stem: str) -> PageResult:
+        """The page's pictures, table and download for one analysed image; ``resized``
+        is the (height, width) it was segmented at."""
         labels, names = analysis.labels, analysis.class_names
         labels_png = self.output_dir / uuid.uuid4().hex / f'{stem}_labels.png'
         atomic_write_png(labels_png, labels.astype(np.uint8))
+        self._prune_outputs()
         palette = make_palette(len(names))
         shares = class_shares(labels, names)
         shown, shown_labels = fit_for_display(image_bgr[:, :, ::-1], labels)
         figure = add_legend(overlay(shown, shown_labels, palette), names, palette,
                             [s.index for s in shares])
         positions = analysis.outliers[settings.pm]
-        # A patch is patch_size pixels of the resized image that was analysed.
-        scale_y = shown.shape[0] / analysis.crop.shape[0]
-        scale_x = shown.shape[1] / analysis.crop.shape[1]
+        # Outliers are patches of the analysed crop, centred in the resized image
+        # (as sfp.analysis.center_crop cuts it).
+        crop_h, crop_w = analysis.crop.shape[:2]
+        scale_y, scale_x = shown.shape[0] / resized[0], shown.shape[1] / resized[1]
+        origin = ((resized[0] - crop_h) // 2 * scale_y, (resized[1] - crop_w) // 2 * scale_x)
         marked = draw_outliers(np.ascontiguousarray(shown), positions,
-                               (patch_size * scale_y, patch_size * scale_x))
+                               (patch_size * scale_y, patch_size * scale_x), origin)
         attention = (attention_panels(analysis.cls_attention, positions, analysis.detect_block)
                      if settings.attention else None)
         height, width = labels.shape
         mitigated = 'mitigated' if settings.purify else 'not mitigated: purify is off'
+        where = ''
+        if (crop_h, crop_w) != resized:
+            where = f' in the central {crop_w}x{crop_h} of the resized {resized[1]}x{resized[0]}'
         summary = (f'{width}x{height} image, segmented at short side {settings.short_side} '
                    f'with {settings.method} ({len(names)} classes); {len(positions)} outliers '
-                   f'found by {settings.pm} at block {analysis.detect_block} ({mitigated}).')
+                   f'found by {settings.pm} at block {analysis.detect_block}{where} '
+                   f'({mitigated}).')
         return PageResult(figure, shares, marked, labels_png, summary, attention)
+
+
+    def _prune_outputs(self) -> None:
+        """Keep the label maps of the latest :data:`REQUESTS_KEPT` requests (Gradio has
+        copied older ones into its own cache by then)."""
+        folders = sorted((p for p in self.output_dir.iterdir() if p.is_dir()),
+                         key=lambda p: p.stat().st_mtime_ns)
+        for folder in folders[:-REQUESTS_KEPT]:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -403,7 +446,8 @@ def build_app(demo: WebDemo, vocabulary: str = 'voc21', method: str = 'sfp') -> 
     """The Gradio page (a ``gradio.Blocks``) around a :class:`WebDemo`."""
     gr = import_gradio()
     presets = vocabulary_presets()
-    with gr.Blocks(title='SFP: segment anything you can name', analytics_enabled=False) as app:
+    with gr.Blocks(title='SFP: segment anything you can name', analytics_enabled=False,
+                   delete_cache=(3600, 3600)) as app:  # uploads and outputs live an hour
         gr.Markdown('## SFP: open-vocabulary segmentation with a purified CLIP')
         gr.HTML(banner_html(*demo.banner()), elem_id='banner')
         with gr.Row():
@@ -419,7 +463,7 @@ def build_app(demo: WebDemo, vocabulary: str = 'voc21', method: str = 'sfp') -> 
                 text = gr.Textbox(vocabulary, lines=3, elem_id='vocabulary',
                                   label='Vocabulary: a preset name, "sky,person|people,dog" '
                                         '(synonyms joined by |), or one class per line')
-                preset.change(lambda name: name, preset, text)
+                preset.change(lambda name: name, preset, text, queue=False)
                 with gr.Row():
                     method_box = gr.Dropdown(available_methods(), value=method, label='Method')
                     pm = gr.Dropdown(available_detectors(), value='SOM',
@@ -430,7 +474,7 @@ def build_app(demo: WebDemo, vocabulary: str = 'voc21', method: str = 'sfp') -> 
                                      label='prob_thd (less confident pixels -> class 0)')
                 area_thd = gr.Slider(0, 1, 0, step=0.01,
                                      label='area_thd (drop classes this small; 0 = off)')
-                short_side = gr.Slider(112, 1024, SHORT_SIDE, step=16,
+                short_side = gr.Slider(112, 672, SHORT_SIDE, step=16,
                                        label='inference short side (benchmarks: 336)')
                 attention = gr.Checkbox(False, label='show per-block CLS attention')
                 run = gr.Button('Segment', variant='primary', elem_id='run')

@@ -17,6 +17,7 @@ from sfp.webui import (
     InputError,
     Settings,
     WebDemo,
+    analysis_crop,
     available_methods,
     class_shares,
     display_size,
@@ -80,6 +81,31 @@ def test_outliers_are_outlined_on_their_patch():
     assert changed[:, 0].min() == 4 and changed[:, 0].max() == 7   # rows of patch row 1
     assert changed[:, 1].min() == 8 and changed[:, 1].max() == 11  # cols of patch col 2
     assert (marked[4, 8] == (255, 0, 0)).all() and (marked[5, 9] == 7).all()  # outline only
+
+
+def test_analysis_crop_bounds_the_patches():
+    assert analysis_crop(336, 448, 16) is None                  # 21 x 28 patches: all of it
+    assert analysis_crop(336, 2016, 16) == 48 * 16              # 21 x 48 of 21 x 126
+    assert analysis_crop(1024, 1360, 16) == 32 * 16             # a 32 x 32 square
+    assert analysis_crop(336, 2016, 16, max_patches=21 * 126) is None
+
+
+def test_panorama_outliers_come_from_its_centre(demo, tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / 'panorama.png'
+    Image.fromarray(cv2.resize(rng.integers(0, 255, (20, 120, 3), dtype=np.uint8),
+                               (2400, 400), interpolation=cv2.INTER_NEAREST)).save(path)
+    settings = Settings(vocabulary='sky,sea,sand')
+    result = demo.run(str(path), settings)
+    labels = cv2.imread(str(result.labels_png), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(labels, reference_labels(path, settings))
+    assert 'in the central 768x336 of the resized 2016x336' in result.summary
+    shown = result.outliers.shape[1]                            # 1024 of 2400 pixels
+    columns = np.flatnonzero((result.outliers != cv2.resize(
+        read_image(path)[:, :, ::-1], (shown, result.outliers.shape[0]),
+        interpolation=cv2.INTER_AREA)).any(axis=(0, 2)))
+    centre = ((2016 - 768) // 2 * shown / 2016, (2016 + 768) // 2 * shown / 2016)
+    assert columns.size and centre[0] <= columns.min() and columns.max() <= centre[1]
 
 
 def test_display_size_keeps_the_aspect_ratio():

@@ -7,6 +7,9 @@ import io
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
 
 import numpy as np
@@ -18,7 +21,7 @@ from sfp.datasets import read_image
 from sfp.visualization import add_legend, make_palette, overlay
 from sfp.webui import WebDemo, build_app, launch
 
-from .conftest import FIXTURES, TINY_CKPT
+from .conftest import FIXTURES, REPO, TINY_CKPT
 
 CHROMIUM, CHROMEDRIVER = shutil.which('chromium'), shutil.which('chromedriver')
 pytestmark = pytest.mark.skipif(
@@ -210,3 +213,29 @@ def test_two_tabs_at_once(server, browser):
     browser.switch_to.window(tabs[1])
     browser.close()
     browser.switch_to.window(tabs[0])
+
+
+def test_command_without_the_checkpoint_says_which_file_to_place_where(browser, tmp_path):
+    missing = tmp_path / 'models' / 'ViT-B-16.pt'
+    port = free_port()
+    log = tmp_path / 'server.log'
+    env = dict(os.environ, GRADIO_TEMP_DIR=str(tmp_path / 'gradio'))
+    with open(log, 'w') as out:
+        server = subprocess.Popen(
+            [sys.executable, str(REPO / 'tools' / 'webui.py'), '--clip-path', str(missing),
+             '--port', str(port), '--device', 'cpu'], stdout=out, stderr=subprocess.STDOUT,
+            env=env)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while f'127.0.0.1:{port}' not in log.read_text():
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        open_page(browser, f'http://127.0.0.1:{port}/')
+        banner = browser.find_element(By.ID, 'banner').text
+        assert f'no checkpoint at {missing}' in banner
+        assert f'no checkpoint at {missing}' in log.read_text()  # the command says it too
+        upload(browser, STREET)
+        assert f'no checkpoint at {missing}' in wait_result(browser, run(browser))
+    finally:
+        server.terminate()
+        server.wait(timeout=TIMEOUT)
