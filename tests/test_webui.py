@@ -159,7 +159,8 @@ def odd_upload(kind, folder):
     rgb = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
     path = folder / {'text': 'notes.jpg', 'corrupt': 'broken.jpg', 'thin': 'thin.png',
                      'deep16': 'deep16.png', 'cmyk': 'cmyk.jpg', 'rotated': 'rotated.jpg',
-                     'huge': 'huge.jpg', 'bomb': 'bomb.png', 'empty': 'empty.png'}[kind]
+                     'huge': 'huge.jpg', 'bomb': 'bomb.png', 'empty': 'empty.png',
+                     'gray': 'gray.png'}[kind]
     if kind == 'text':
         path.write_text('this is not an image\n')
     elif kind == 'corrupt':
@@ -168,6 +169,8 @@ def odd_upload(kind, folder):
         path.write_bytes(b'')
     elif kind == 'thin':
         Image.fromarray(rgb[:1, :48].repeat(7, axis=1)[:, :300]).save(path)
+    elif kind == 'gray':
+        Image.fromarray(rgb[:, :, 1]).save(path)
     elif kind == 'deep16':
         cv2.imwrite(str(path), rgb.astype(np.uint16) * 257)
     elif kind == 'cmyk':
@@ -192,7 +195,8 @@ def test_bad_uploads_get_a_message(demo, tmp_path, kind, message):
         demo.run(str(odd_upload(kind, tmp_path)), Settings(vocabulary='sky,dog'))
 
 
-@pytest.mark.parametrize('kind, size', [('deep16', (48, 64)), ('cmyk', (48, 64)),
+@pytest.mark.parametrize('kind, size', [('gray', (48, 64)), ('deep16', (48, 64)),
+                                        ('cmyk', (48, 64)),
                                         ('rotated', (64, 48)), ('huge', (2448, 3264))])
 def test_awkward_uploads_are_segmented(demo, tmp_path, kind, size):
     path = odd_upload(kind, tmp_path)

@@ -4,6 +4,7 @@ uploads images, types vocabularies and reads back what the page shows.
 Set SFP_WEBUI_SCREENSHOT=path to also save a screenshot of the page (docs/webui.png).
 """
 import io
+import json
 import os
 import shutil
 import socket
@@ -38,6 +39,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 CAMVID = FIXTURES / 'data' / 'camvid' / 'val'
 STREET = CAMVID / '0016E5_07959.png'
 TIMEOUT = 45  # seconds for any one page event
+START_TIMEOUT = 90  # seconds for a new Python process to import torch and Gradio and serve
 
 
 def free_port() -> int:
@@ -65,6 +67,7 @@ def browser():
     for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu',
                 '--window-size=1400,1700'):
         options.add_argument(arg)
+    options.set_capability('goog:loggingPrefs', {'performance': 'ALL'})  # requests made
     driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(TIMEOUT)
     yield driver
@@ -136,6 +139,14 @@ def page_table(driver) -> list:
     return [(r[0], float(r[1]), int(r[2])) for _, r in sorted(rows.items())]
 
 
+def requested_urls(driver) -> set:
+    """Addresses the page has requested since the last call."""
+    messages = [json.loads(entry['message'])['message'] for entry in
+                driver.get_log('performance')]
+    return {m['params']['request']['url'] for m in messages
+            if m['method'] == 'Network.requestWillBeSent'}
+
+
 def reference(image_path, classes, **thresholds) -> np.ndarray:
     segmentor = init_segmentor(str(TINY_CKPT), classes, device='cpu', precision='fp32',
                                **thresholds)
@@ -166,6 +177,9 @@ def test_segment_an_upload_in_the_browser(server, browser):
     np.testing.assert_array_equal(page_image(browser, 'overlay'), add_legend(
         overlay(read_image(STREET)[:, :, ::-1], labels, palette), names, palette, present))
     assert page_image(browser, 'outliers').shape == (360, 480, 3)
+    # nothing came from anywhere but this server (no fonts, scripts or telemetry)
+    assert {u for u in requested_urls(browser) if not u.startswith((server, 'data:', 'blob:'))
+            } == set()
     if os.environ.get('SFP_WEBUI_SCREENSHOT'):  # kept small for the README: 256 colours
         shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert('RGB')
         shot = shot.resize((1000, round(1000 * shot.height / shot.width)), Image.LANCZOS)
@@ -226,7 +240,7 @@ def test_command_without_the_checkpoint_says_which_file_to_place_where(browser, 
              '--port', str(port), '--device', 'cpu'], stdout=out, stderr=subprocess.STDOUT,
             env=env)
     try:
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + START_TIMEOUT
         while f'127.0.0.1:{port}' not in log.read_text():
             assert server.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
