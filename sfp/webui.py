@@ -111,16 +111,17 @@ def read_upload(path: Optional[str]) -> np.ndarray:
     if not path:
         raise InputError('upload an image first (or pick a bundled one)')
     name = Path(path).name
+    too_large = InputError(f'{name} has more than {MAX_PIXELS / 1e6:.0f} megapixels, the most '
+                           f'the page takes')
     try:
         with Image.open(path) as header:  # reads the header only: refuse pixel bombs early
-            width, height = header.size
-        if width * height > MAX_PIXELS:
-            raise InputError(f'{name} is {width}x{height} pixels; the page takes images of '
-                             f'at most {MAX_PIXELS / 1e6:.0f} megapixels')
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        if isinstance(err, InputError):
-            raise
-        # not a format Pillow knows: read_image decides (and explains a failure)
+            pixels = header.size[0] * header.size[1]
+    except Image.DecompressionBombError as err:  # Pillow's own, larger limit
+        raise too_large from err
+    except (UnidentifiedImageError, OSError, ValueError):
+        pixels = 0  # not a format Pillow knows: read_image decides, or explains
+    if pixels > MAX_PIXELS:
+        raise too_large
     try:
         image = read_image(path)
     except ImageReadError as err:
@@ -361,8 +362,8 @@ class WebDemo:
             analysis = analyze_image(segmentor, image, detectors=[settings.pm],
                                      crop=analysis_crop(*resized, patch_size),
                                      short_side=settings.short_side)
-        return self.render(image, analysis, resized, patch_size, settings,
-                           Path(image_path).stem)
+            return self.render(image, analysis, resized, patch_size, settings,
+                               Path(image_path).stem)
 
     def render(self, image_bgr: np.ndarray, analysis: OutlierAnalysis,
                resized: Tuple[int, int], patch_size: int, settings: Settings,
@@ -398,7 +399,6 @@ class WebDemo:
                    f'found by {settings.pm} at block {analysis.detect_block}{where} '
                    f'({mitigated}).')
         return PageResult(figure, shares, marked, labels_png, summary, attention)
-
 
     def _prune_outputs(self) -> None:
         """Keep the label maps of the latest :data:`REQUESTS_KEPT` requests (Gradio has

@@ -160,7 +160,7 @@ def odd_upload(kind, folder):
     path = folder / {'text': 'notes.jpg', 'corrupt': 'broken.jpg', 'thin': 'thin.png',
                      'deep16': 'deep16.png', 'cmyk': 'cmyk.jpg', 'rotated': 'rotated.jpg',
                      'huge': 'huge.jpg', 'bomb': 'bomb.png', 'empty': 'empty.png',
-                     'gray': 'gray.png'}[kind]
+                     'gray': 'gray.png', 'megabomb': 'megabomb.png'}[kind]
     if kind == 'text':
         path.write_text('this is not an image\n')
     elif kind == 'corrupt':
@@ -183,13 +183,15 @@ def odd_upload(kind, folder):
         Image.fromarray(cv2.resize(rgb, (3264, 2448))).save(path, quality=70)
     elif kind == 'bomb':  # 64 megapixels, a few kB on disk
         Image.new('1', (8000, 8000)).save(path)
+    elif kind == 'megabomb':  # 225 megapixels: beyond Pillow's own limit too
+        Image.new('1', (15000, 15000)).save(path)
     return path
 
 
 @pytest.mark.parametrize('kind, message', [
     ('text', 'cannot decode image notes.jpg'), ('corrupt', 'cannot decode image broken.jpg'),
     ('empty', 'cannot decode image empty.png'), ('thin', 'thinner than one 16-pixel patch'),
-    ('bomb', 'at most 50 megapixels')])
+    ('bomb', 'more than 50 megapixels'), ('megabomb', 'more than 50 megapixels')])
 def test_bad_uploads_get_a_message(demo, tmp_path, kind, message):
     with pytest.raises(InputError, match=message):
         demo.run(str(odd_upload(kind, tmp_path)), Settings(vocabulary='sky,dog'))
