@@ -216,8 +216,9 @@ def attention_panels(cls_attention: torch.Tensor, outliers: Sequence[Tuple[int, 
     font = ImageFont.load_default()
     per_row = 4
     caption = 16
+    top = 28  # room for the page's label over the picture's top-left corner
     sheet = Image.new('RGB', (per_row * (tile_width + 4),
-                              -(-blocks // per_row) * (tile_height + caption + 4)), 'white')
+                              top + -(-blocks // per_row) * (tile_height + caption + 4)), 'white')
     for block in range(blocks):
         values = cls_attention[block].float().numpy()
         span = values.max() - values.min()
@@ -228,7 +229,7 @@ def attention_panels(cls_attention: torch.Tensor, outliers: Sequence[Tuple[int, 
         if block + 1 == detect_block:
             tile = draw_outliers(tile, outliers, (tile_height / rows, tile_width / cols))
         x = (block % per_row) * (tile_width + 4)
-        y = (block // per_row) * (tile_height + caption + 4)
+        y = top + (block // per_row) * (tile_height + caption + 4)
         sheet.paste(Image.fromarray(np.ascontiguousarray(tile)), (x, y + caption))
         label = f'block {block + 1}' + (' (detection)' if block + 1 == detect_block else '')
         ImageDraw.Draw(sheet).text((x + 2, y + 2), label, fill=(0, 0, 0), font=font)

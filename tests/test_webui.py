@@ -6,6 +6,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from sfp.analysis import analyze_image
@@ -18,6 +19,7 @@ from sfp.webui import (
     Settings,
     WebDemo,
     analysis_crop,
+    attention_panels,
     available_methods,
     class_shares,
     display_size,
@@ -81,6 +83,21 @@ def test_outliers_are_outlined_on_their_patch():
     assert changed[:, 0].min() == 4 and changed[:, 0].max() == 7   # rows of patch row 1
     assert changed[:, 1].min() == 8 and changed[:, 1].max() == 11  # cols of patch col 2
     assert (marked[4, 8] == (255, 0, 0)).all() and (marked[5, 9] == 7).all()  # outline only
+
+
+def test_attention_panels_by_hand():
+    attention = torch.zeros(3, 2, 4)
+    attention[0, 1, 3] = 0.5                      # block 1: one bright patch
+    sheet = attention_panels(attention, [(0, 0)], detect_block=2, tile_width=40)
+    viridis = cv2.applyColorMap(np.array([[0, 255]], np.uint8), cv2.COLORMAP_VIRIDIS)[0]
+    dark, bright = viridis[0, ::-1], viridis[1, ::-1]
+    top = 28 + 16                                 # page label margin, then the caption
+    np.testing.assert_array_equal(sheet[top + 15, 35], bright)  # patch (1, 3) of block 1
+    np.testing.assert_array_equal(sheet[top + 5, 5], dark)
+    second = 40 + 4                               # block 2, the detection block: flat,
+    np.testing.assert_array_equal(sheet[top, second], (255, 0, 0))  # outlier (0, 0) outlined
+    np.testing.assert_array_equal(sheet[top + 5, second + 5], dark)
+    assert sheet.shape[1] == 4 * 44 and (sheet[top:, 3 * 44:] == 255).all()  # 3 of 4 tiles
 
 
 def test_analysis_crop_bounds_the_patches():
