@@ -481,17 +481,14 @@ def build_app(demo: WebDemo, vocabulary: str = 'voc21', method: str = 'sfp') -> 
                 run = gr.Button('Segment', variant='primary', elem_id='run')
             with gr.Column(scale=3):
                 status = gr.Markdown(elem_id='status')
-                overlay_image = gr.Image(label='Segmentation', format='png', type='numpy',
-                                         interactive=False, elem_id='overlay')
+                overlay_image = _picture(gr, 'Segmentation', 'overlay')
                 table = gr.Dataframe(headers=TABLE_HEADERS, label='Share of the image',
                                      interactive=False, elem_id='shares')
-                outliers = gr.Image(label='Outliers found by the detector', format='png',
-                                    type='numpy', interactive=False, elem_id='outliers')
+                outliers = _picture(gr, 'Outliers found by the detector', 'outliers')
                 download = gr.File(label='Label map (PNG, class index per pixel)',
                                    interactive=False, elem_id='labels')
-                attention_image = gr.Image(label='CLS attention per block', format='png',
-                                           type='numpy', interactive=False, visible=False,
-                                           elem_id='attention')
+                attention_image = _picture(gr, 'CLS attention per block', 'attention',
+                                           visible=False)
 
         def respond(path, vocab, method_name, pm_name, purify_on, scale, prob, area, side,
                     show_attention):
@@ -518,6 +515,12 @@ def build_app(demo: WebDemo, vocabulary: str = 'voc21', method: str = 'sfp') -> 
     return app
 
 
+def _picture(gr: Any, label: str, elem_id: str, visible: bool = True) -> Any:
+    """An output picture, sent losslessly; no 'share' button (it posts to Hugging Face)."""
+    return gr.Image(label=label, format='png', type='numpy', interactive=False,
+                    buttons=['download', 'fullscreen'], visible=visible, elem_id=elem_id)
+
+
 def _failure(gr: Any, message: str) -> tuple:
     return message, None, [], None, None, gr.update(value=None, visible=False)
 
@@ -532,4 +535,5 @@ def launch(app: Any, host: str = '127.0.0.1', port: int = 7860, block: bool = Tr
     return app.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
                       ssr_mode=False, share=False, theme=theme, quiet=True,
                       allowed_paths=[str(DEMO_IMAGES)], max_file_size='100mb',
-                      mcp_server=False)
+                      mcp_server=False, run_history=False,
+                      footer_links=['api', 'gradio', 'settings'])
