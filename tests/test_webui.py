@@ -40,10 +40,10 @@ def demo(tmp_path_factory):
 
 def reference_labels(image_path, settings: Settings) -> np.ndarray:
     """What sfp.apis gives for the same image and settings, from a segmentor of its own."""
-    segmentor = init_segmentor(str(TINY_CKPT), resolve_vocabulary(
-        parse_vocabulary(settings.vocabulary)), device='cpu', precision='fp32',
-        pm=settings.pm, purify=settings.purify, logit_scale=settings.logit_scale,
-        prob_thd=settings.prob_thd, area_thd=settings.area_thd or None)
+    segmentor = init_segmentor(str(TINY_CKPT), parse_vocabulary(settings.vocabulary),
+                               device='cpu', precision='fp32', pm=settings.pm,
+                               purify=settings.purify, logit_scale=settings.logit_scale,
+                               prob_thd=settings.prob_thd, area_thd=settings.area_thd or None)
     return segment_images(segmentor, [read_image(image_path)],
                           settings.short_side)[0].pred_sem_seg.data[0].numpy()
 
