@@ -314,7 +314,8 @@ class WebDemo:
         vocabulary; the image tower is shared, not copied) and kept, most recent last.
         The thresholds are set on a shallow copy, so a kept segmentor never changes.
         """
-        key = (settings.method, tuple(map(tuple, classes)), settings.pm, settings.purify)
+        detector = settings.pm if settings.purify else None  # without purify pm is unused
+        key = (settings.method, tuple(map(tuple, classes)), detector)
         if key in self._segmentors:
             self._segmentors.move_to_end(key)
         else:

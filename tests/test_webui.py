@@ -20,6 +20,7 @@ from sfp.webui import (
     WebDemo,
     analysis_crop,
     attention_panels,
+    available_detectors,
     available_methods,
     class_shares,
     display_size,
@@ -159,6 +160,17 @@ def test_page_result_matches_segment_images(demo):
     assert changed.any() and not (changed & ~outlined).any()
     assert result.attention is not None and result.attention.shape[2] == 3
     assert '5 classes' in result.summary and 'SOM' in result.summary
+
+
+@pytest.mark.parametrize('purify', [True, False])
+def test_every_detector_with_and_without_purification(demo, purify):
+    for pm in available_detectors():
+        settings = Settings(vocabulary='road,sky,tree', pm=pm, purify=purify)
+        result = demo.run(str(CAMVID_IMAGE), settings)
+        labels = cv2.imread(str(result.labels_png), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(labels, reference_labels(CAMVID_IMAGE, settings), pm)
+        assert f'found by {pm}' in result.summary
+        assert ('not mitigated' in result.summary) == (not purify)
 
 
 def test_vocabulary_change_reuses_the_loaded_clip(demo):
