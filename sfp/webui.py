@@ -216,9 +216,8 @@ def attention_panels(cls_attention: torch.Tensor, outliers: Sequence[Tuple[int, 
     font = ImageFont.load_default()
     per_row = 4
     caption = 16
-    top = 28  # room for the page's label over the picture's top-left corner
     sheet = Image.new('RGB', (per_row * (tile_width + 4),
-                              top + -(-blocks // per_row) * (tile_height + caption + 4)), 'white')
+                              -(-blocks // per_row) * (tile_height + caption + 4)), 'white')
     for block in range(blocks):
         values = cls_attention[block].float().numpy()
         span = values.max() - values.min()
@@ -229,7 +228,7 @@ def attention_panels(cls_attention: torch.Tensor, outliers: Sequence[Tuple[int, 
         if block + 1 == detect_block:
             tile = draw_outliers(tile, outliers, (tile_height / rows, tile_width / cols))
         x = (block % per_row) * (tile_width + 4)
-        y = top + (block // per_row) * (tile_height + caption + 4)
+        y = (block // per_row) * (tile_height + caption + 4)
         sheet.paste(Image.fromarray(np.ascontiguousarray(tile)), (x, y + caption))
         label = f'block {block + 1}' + (' (detection)' if block + 1 == detect_block else '')
         ImageDraw.Draw(sheet).text((x + 2, y + 2), label, fill=(0, 0, 0), font=font)
@@ -425,6 +424,9 @@ BANNER_STYLES = {
     'info': 'background:#eef;border:1px solid #99c',
 }
 TABLE_HEADERS = ['class', 'share (%)', 'pixels']
+# White rows above each picture: the page draws the picture's label and buttons over its
+# top corners, where the legend and outliers would otherwise hide.
+LABEL_ROOM = 40
 
 
 def import_gradio() -> Any:
@@ -505,15 +507,22 @@ def build_app(demo: WebDemo, vocabulary: str = 'voc21', method: str = 'sfp') -> 
                 return _failure(gr, f'**Internal error** ({type(err).__name__}: {err}); '
                                     f'the server log has the details.')
             rows = [[s.name, round(s.percent, 2), s.pixels] for s in result.shares]
-            return (result.summary, result.overlay, rows, result.outliers,
-                    str(result.labels_png),
-                    gr.update(value=result.attention, visible=result.attention is not None))
+            attention = result.attention is not None
+            return (result.summary, with_label_room(result.overlay), rows,
+                    with_label_room(result.outliers), str(result.labels_png),
+                    gr.update(value=with_label_room(result.attention) if attention else None,
+                              visible=attention))
 
         run.click(respond, [upload, text, method_box, pm, purify, logit_scale, prob_thd,
                             area_thd, short_side, attention],
                   [status, overlay_image, table, outliers, download, attention_image],
                   concurrency_limit=1)
     return app
+
+
+def with_label_room(picture: np.ndarray) -> np.ndarray:
+    """The picture under :data:`LABEL_ROOM` white rows."""
+    return np.pad(picture, ((LABEL_ROOM, 0), (0, 0), (0, 0)), constant_values=255)
 
 
 def _picture(gr: Any, label: str, elem_id: str, visible: bool = True) -> Any:

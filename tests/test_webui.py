@@ -92,7 +92,7 @@ def test_attention_panels_by_hand():
     sheet = attention_panels(attention, [(0, 0)], detect_block=2, tile_width=40)
     viridis = cv2.applyColorMap(np.array([[0, 255]], np.uint8), cv2.COLORMAP_VIRIDIS)[0]
     dark, bright = viridis[0, ::-1], viridis[1, ::-1]
-    top = 28 + 16                                 # page label margin, then the caption
+    top = 16                                      # below the caption
     np.testing.assert_array_equal(sheet[top + 15, 35], bright)  # patch (1, 3) of block 1
     np.testing.assert_array_equal(sheet[top + 5, 5], dark)
     second = 40 + 4                               # block 2, the detection block: flat,

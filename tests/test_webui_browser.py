@@ -20,7 +20,7 @@ from PIL import Image
 from sfp.apis import init_segmentor, segment_images
 from sfp.datasets import read_image
 from sfp.visualization import add_legend, make_palette, overlay
-from sfp.webui import WebDemo, build_app, launch
+from sfp.webui import LABEL_ROOM, WebDemo, build_app, launch
 
 from .conftest import FIXTURES, REPO, TINY_CKPT
 
@@ -121,8 +121,11 @@ def fetch(url) -> bytes:
 
 
 def page_image(driver, elem_id) -> np.ndarray:
+    """A picture as the page shows it, less the white rows left for the page's label."""
     src = driver.find_element(By.CSS_SELECTOR, f'#{elem_id} img').get_attribute('src')
-    return np.asarray(Image.open(io.BytesIO(fetch(src))).convert('RGB'))
+    picture = np.asarray(Image.open(io.BytesIO(fetch(src))).convert('RGB'))
+    assert (picture[:LABEL_ROOM] == 255).all()
+    return picture[LABEL_ROOM:]
 
 
 def page_labels(driver) -> np.ndarray:

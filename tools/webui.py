@@ -49,8 +49,9 @@ def main(argv=None) -> int:
     kind, message = demo.banner()
     print(f'{kind}: {message}', file=sys.stderr if kind != 'info' else sys.stdout)
     app = build_app(demo, args.vocab, args.method)
+    launch(app, args.host, args.port, block=False)
     print(f'SFP web demo on http://{args.host}:{args.port} (Ctrl+C stops it)', flush=True)
-    launch(app, args.host, args.port)
+    app.block_thread()
     return 0
 
 
