@@ -50,14 +50,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
-    os.environ['GRADIO_TEMP_DIR'] = str(tmp_path_factory.mktemp('gradio'))
-    demo = WebDemo(str(TINY_CKPT), device='cpu', precision='fp32',
-                   output_dir=tmp_path_factory.mktemp('webui_out'))
-    app = build_app(demo)
-    port = free_port()
-    launch(app, '127.0.0.1', port, block=False)
-    yield f'http://127.0.0.1:{port}/'
-    app.close()
+    with pytest.MonkeyPatch.context() as patch:  # uploads and outputs in a temporary folder
+        patch.setenv('GRADIO_TEMP_DIR', str(tmp_path_factory.mktemp('gradio')))
+        demo = WebDemo(str(TINY_CKPT), device='cpu', precision='fp32',
+                       output_dir=tmp_path_factory.mktemp('webui_out'))
+        app = build_app(demo)
+        port = free_port()
+        launch(app, '127.0.0.1', port, block=False)
+        yield f'http://127.0.0.1:{port}/'
+        app.close()
 
 
 @pytest.fixture(scope='module')
