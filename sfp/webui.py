@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,7 +279,10 @@ class WebDemo:
                  precision: Optional[str] = None, output_dir: Optional[Path] = None):
         self.device = device
         self.precision = precision
-        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix='sfp-webui-'))
+        if output_dir is None:  # a folder of our own, removed with the demo
+            output_dir = tempfile.mkdtemp(prefix='sfp-webui-')
+            weakref.finalize(self, shutil.rmtree, output_dir, True)
+        self.output_dir = Path(output_dir)
         self.error: Optional[str] = None
         self.checkpoint: Optional[Path] = None
         self.clip: Optional[clip.CLIP] = None

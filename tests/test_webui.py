@@ -1,5 +1,6 @@
 """The web demo's logic without a browser: vocabulary, tables, drawings, bad uploads,
 results checked against ``segment_images`` on the same input."""
+import gc
 import importlib.util
 import threading
 
@@ -291,3 +292,13 @@ def test_command_lists_the_available_methods(capsys):
         tool.parse_args(['--method', 'maskclip'])
     error = capsys.readouterr().err
     assert 'maskclip' in error and all(m in error for m in available_methods())
+
+
+def test_own_output_folder_goes_with_the_demo():
+    own = WebDemo(str(TINY_CKPT), device='cpu')
+    result = own.run(str(CAMVID_IMAGE), Settings(vocabulary='sky,road'))
+    folder = own.output_dir
+    assert result.labels_png.is_file() and result.labels_png.parent.parent == folder
+    del own, result
+    gc.collect()
+    assert not folder.exists()
