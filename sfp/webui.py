@@ -23,7 +23,7 @@ import tempfile
 import threading
 import uuid
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
@@ -296,6 +296,7 @@ class WebDemo:
         self.random_weights = self.checkpoint is not None and _same_file(self.checkpoint,
                                                                          TINY_CHECKPOINT)
         self._segmentors: OrderedDict = OrderedDict()
+        self._outputs: deque = deque()  # output folders of the latest requests, oldest first
         self._lock = threading.Lock()  # one model call at a time, whoever calls
 
     def banner(self) -> Tuple[str, str]:
@@ -378,7 +379,7 @@ class WebDemo:
         labels, names = analysis.labels, analysis.class_names
         labels_png = self.output_dir / uuid.uuid4().hex / f'{stem}_labels.png'
         atomic_write_png(labels_png, labels.astype(np.uint8))
-        self._prune_outputs()
+        self._keep_latest(labels_png.parent)
         palette = make_palette(len(names))
         shares = class_shares(labels, names)
         shown, shown_labels = fit_for_display(image_bgr[:, :, ::-1], labels)
@@ -405,13 +406,12 @@ class WebDemo:
                    f'({mitigated}).')
         return PageResult(figure, shares, marked, labels_png, summary, attention)
 
-    def _prune_outputs(self) -> None:
-        """Keep the label maps of the latest :data:`REQUESTS_KEPT` requests (Gradio has
-        copied older ones into its own cache by then)."""
-        folders = sorted((p for p in self.output_dir.iterdir() if p.is_dir()),
-                         key=lambda p: p.stat().st_mtime_ns)
-        for folder in folders[:-REQUESTS_KEPT]:
-            shutil.rmtree(folder, ignore_errors=True)
+    def _keep_latest(self, folder: Path) -> None:
+        """Remember a request's output folder; remove those before the latest
+        :data:`REQUESTS_KEPT` (Gradio has copied their files into its own cache by then)."""
+        self._outputs.append(folder)
+        while len(self._outputs) > REQUESTS_KEPT:
+            shutil.rmtree(self._outputs.popleft(), ignore_errors=True)
 
 
 def _same_file(a: Path, b: Path) -> bool:

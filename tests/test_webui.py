@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from sfp import webui
 from sfp.analysis import analyze_image
 from sfp.apis import init_segmentor, resolve_vocabulary, segment_images
 from sfp.clip import loader
@@ -302,3 +303,11 @@ def test_own_output_folder_goes_with_the_demo():
     del own, result
     gc.collect()
     assert not folder.exists()
+
+
+def test_only_the_latest_label_maps_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(webui, 'REQUESTS_KEPT', 2)
+    own = WebDemo(str(TINY_CKPT), device='cpu', output_dir=tmp_path)
+    paths = [own.run(str(CAMVID_IMAGE), Settings(vocabulary='sky,road')).labels_png
+             for _ in range(3)]
+    assert [p.is_file() for p in paths] == [False, True, True]
