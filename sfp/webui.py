@@ -288,8 +288,9 @@ class WebDemo:
         self.clip: Optional[clip.CLIP] = None
         try:
             self.checkpoint = clip.resolve_checkpoint(clip_path)
-            # Kept on the CPU in float32: the text tower encodes each new vocabulary, the
-            # image tower is shared by every segmentor built from it.
+            # Loaded once, in float32. Its text tower encodes each new vocabulary; its image
+            # tower is shared by every segmentor built from it (a build moves it to the
+            # segmentor's device and precision in place, under the request lock).
             self.clip = clip.load(self.checkpoint)
         except clip.CheckpointError as err:
             self.error = str(err)

@@ -49,7 +49,12 @@ def main(argv=None) -> int:
     kind, message = demo.banner()
     print(f'{kind}: {message}', file=sys.stderr if kind != 'info' else sys.stdout)
     app = build_app(demo, args.vocab, args.method)
-    launch(app, args.host, args.port, block=False)
+    try:
+        launch(app, args.host, args.port, block=False)
+    except OSError as err:  # Gradio's message names the port
+        print(f'error: cannot serve on {args.host}:{args.port} ({err}); choose another '
+              f'--port', file=sys.stderr)
+        return 2
     print(f'SFP web demo on http://{args.host}:{args.port} (Ctrl+C stops it)', flush=True)
     app.block_thread()
     return 0
