@@ -326,7 +326,8 @@ class WebDemo:
         else:
             self._segmentors[key] = init_segmentor(
                 self.clip, classes, device=self.device, precision=self.precision,
-                pm=settings.pm, purify=settings.purify, return_probs=False)
+                pm=settings.pm, purify=settings.purify, return_probs=False,
+                text_cache=self.checkpoint)  # the disk cache of the file CLIP came from
             while len(self._segmentors) > SEGMENTORS_KEPT:
                 self._segmentors.popitem(last=False)
         configured = copy.copy(self._segmentors[key])

@@ -96,7 +96,8 @@ class SFPSegmentor(BaseSegmentor):
             the padded size and cut the padding off (ClearCLIP's release); by default
             the patch convolution drops the remainder pixels.
         text_cache: cache the query features on disk (see
-            :func:`sfp.text.build_query_features`).
+            :func:`sfp.text.build_query_features`), keyed by the checkpoint file; with a
+            loaded ``clip_path``, the checkpoint file it was loaded from (else no cache).
         return_probs: store the class probabilities (``seg_logits``) in the predictions;
             False keeps only the label maps (less memory for very large images).
         allow_duplicate_names: accept a class file that gives one name to two classes
@@ -128,7 +129,7 @@ class SFPSegmentor(BaseSegmentor):
                  encoder_cfg: Optional[dict] = None,
                  resize_via_input: bool = False,
                  pad_crops: bool = False,
-                 text_cache: bool = True,
+                 text_cache: Union[bool, str, Path] = True,
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
                  data_preprocessor: Optional[dict] = None,
@@ -165,7 +166,7 @@ class SFPSegmentor(BaseSegmentor):
             model = clip.load(checkpoint, device=device, precision=text_dtype)
         self.class_names = [names[0] for names in classes]
         query_features, query_idx = build_query_features(
-            model, classes, templates, checkpoint=checkpoint if text_cache else None)
+            model, classes, templates, checkpoint=_cache_key(text_cache, checkpoint))
         self.encoder = build_from_registry(ENCODERS, dict(parts, visual=model.visual.to(dtype)),
                                            'encoder')
         del model
@@ -375,6 +376,13 @@ def _encoder_type(encoder: Optional[dict]) -> type:
         raise ValueError(f'encoder must be a config dict with a "type" (one of '
                          f'{", ".join(sorted(ENCODERS.module_dict))}), got {encoder!r}')
     return registered_type(ENCODERS, encoder['type'], 'encoder type')
+
+
+def _cache_key(text_cache: Union[bool, str, Path], checkpoint: Optional[Path]) -> Optional[Path]:
+    """The checkpoint file that keys the text cache, or None for no cache."""
+    if isinstance(text_cache, (str, Path)):
+        return Path(text_cache)
+    return checkpoint if text_cache else None
 
 
 def _pad_to_min_size(image: torch.Tensor, size: int) -> torch.Tensor:
