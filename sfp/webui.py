@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from . import clip
 from .analysis import OutlierAnalysis, analyze_image
-from .apis import PRESETS, init_segmentor, prepare_image, resolve_vocabulary
+from .apis import PRESETS, available_methods, init_segmentor, prepare_image, resolve_vocabulary
 from .datasets import ImageReadError, read_image
 from .models import SFPSegmentor
 from .registry import OUTLIER_DETECTORS
@@ -64,11 +64,6 @@ log = logging.getLogger(__name__)
 
 class InputError(ValueError):
     """Input the page cannot process; the message is shown to the user as it is."""
-
-
-def available_methods() -> List[str]:
-    """The segmentation methods the page offers (one place to extend)."""
-    return ['sfp']
 
 
 def vocabulary_presets() -> List[str]:
@@ -326,7 +321,8 @@ class WebDemo:
         else:
             self._segmentors[key] = init_segmentor(
                 self.clip, classes, device=self.device, precision=self.precision,
-                pm=settings.pm, purify=settings.purify, return_probs=False,
+                method=settings.method, pm=settings.pm, purify=settings.purify,
+                return_probs=False,
                 text_cache=self.checkpoint)  # the disk cache of the file CLIP came from
             while len(self._segmentors) > SEGMENTORS_KEPT:
                 self._segmentors.popitem(last=False)

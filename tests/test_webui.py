@@ -290,9 +290,11 @@ def test_command_lists_the_available_methods(capsys):
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     with pytest.raises(SystemExit):
-        tool.parse_args(['--method', 'maskclip'])
+        tool.parse_args(['--method', 'maskclp'])
     error = capsys.readouterr().err
-    assert 'maskclip' in error and all(m in error for m in available_methods())
+    assert 'maskclp' in error and all(m in error for m in available_methods())
+    assert set(available_methods()) == {'sfp', 'clip', 'maskclip', 'clearclip', 'sclip',
+                                        'naclip', 'scclip'}
 
 
 def test_own_output_folder_goes_with_the_demo():
