@@ -28,8 +28,9 @@ IMAGE_SIZE, PATCH = 40, 8  # a 5 x 5 patch grid
 TEXTS = ['a photo of a cat', 'a diagram of a bridge at night', 'x']
 
 
-# `make setup` installs requirements-test.txt here, off the project's own path.
-TEST_LIBS = Path(sys.prefix) / 'test-libs'
+# open_clip and torchvision sit apart from the environment's packages (see
+# requirements-reference.txt); elsewhere they may be installed as usual.
+REFERENCE_LIBS = Path(sys.prefix) / 'reference-libs'
 
 
 def _import_open_clip():
@@ -38,8 +39,8 @@ def _import_open_clip():
     C++ ops library cannot load, and torchvision's import then stops only at registering
     fake (meta) kernels for its nms and qnms ops.  Declaring those two operator schemas
     lets it import; the ops are never called and nothing of CLIP goes through them."""
-    if TEST_LIBS.is_dir() and str(TEST_LIBS) not in sys.path:
-        sys.path.append(str(TEST_LIBS))
+    if REFERENCE_LIBS.is_dir():
+        sys.path.insert(0, str(REFERENCE_LIBS))
     spec = importlib.util.find_spec('torchvision')
     libraries = sorted(Path(spec.submodule_search_locations[0]).glob('_C*.so')) if spec else []
     try:

@@ -1,8 +1,10 @@
 """The benchmark table agrees with every config, class file and preset that uses it."""
+from pathlib import Path
+
 import pytest
 from mmengine.config import Config
 
-from sfp.apis import PRESETS, load_preset
+from sfp.apis import PRESETS, available_methods, load_preset
 from sfp.benchmarks import BENCHMARKS, PAPER_BENCHMARKS, REPORTED_MIOU, get_benchmark
 from sfp.datasets.checks import LAYOUTS
 from sfp.text import read_class_names
@@ -75,3 +77,16 @@ def test_readme_table_is_the_table():
                f'{fmt(b.prob_thd)} | {fmt(b.area_thd)} | '
                f'{fmt(REPORTED_MIOU["sfp"].get(b.name))} |')
         assert row in readme, row
+
+
+@pytest.mark.parametrize('method', available_methods())
+@pytest.mark.parametrize('name', PAPER_BENCHMARKS)
+def test_every_method_config_names_the_table(method, name):
+    """configs/<method>/<method>_vit-b16_<benchmark>.py evaluates the table's dataset with
+    a class file named after the benchmark (the release's own copy for a baseline)."""
+    benchmark = BENCHMARKS[name]
+    cfg = Config.fromfile(str(benchmark.config(method)))
+    assert cfg.test_dataloader.dataset.type == benchmark.dataset_type
+    assert cfg.test_dataloader.dataset.data_root == f'data/{benchmark.data_root}'
+    class_file = Path(cfg.model.name_path)
+    assert class_file.name == benchmark.class_file.name and class_file.is_file()

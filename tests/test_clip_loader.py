@@ -2,6 +2,7 @@
 error a new user can run into."""
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -124,6 +125,15 @@ def test_corrupt_checkpoint(tmp_path):
     text.write_text('not a checkpoint')
     with pytest.raises(clip.CheckpointError, match='damaged or not a checkpoint'):
         clip.load(text)
+    noise = tmp_path / 'noise.pt'
+    noise.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(clip.CheckpointError) as info:
+        clip.load(noise)
+    message = str(info.value)
+    assert 'noise.pt' in message and 'neither a zip archive nor a tensor file' in message
+    assert 'weights_only' not in message  # torch's advice to unpickle untrusted bytes
+    with pytest.raises(clip.CheckpointError, match='zip archive that is not a whole checkpoint'):
+        clip.load(truncated)
 
 
 def test_foreign_checkpoint_names_missing_keys(tiny_state, tmp_path):

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from sfp.benchmarks import REPORTED_MIOU
+
 from .conftest import FIXTURES, REPO, TINY_CKPT
 
 
@@ -55,12 +57,15 @@ def test_test_sh(tmp_path, data_dir):
     assert (tmp_path / 'summary.md').read_text() in result.stdout
 
 
-def test_multi_test_sh_subset(tmp_path, data_dir):
-    result = run_script('multi_test.sh', tmp_path, data_dir,
-                        BENCHMARKS='ade20k camvid', CUDA_VISIBLE_DEVICES='')
+def test_multi_test_sh_methods_by_benchmarks(tmp_path, data_dir):
+    result = run_script('multi_test.sh', tmp_path, data_dir, BENCHMARKS='ade20k',
+                        METHODS='sfp clearclip', CUDA_VISIBLE_DEVICES='')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert table_value(result.stdout, 'sfp', 0) == measured_miou(tmp_path, 'sfp_vit-b16_ade20k')
-    assert table_value(result.stdout, 'sfp', 1) == measured_miou(tmp_path, 'sfp_vit-b16_camvid')
+    assert table_value(result.stdout, 'clearclip', 0) == measured_miou(
+        tmp_path, 'clearclip_vit-b16_ade20k')
+    assert table_value(result.stdout, r'clearclip \(reported\)', 0) == \
+        f"{REPORTED_MIOU['clearclip']['ade20k']:.2f}"
 
 
 def test_distribute_test_sh_two_processes(tmp_path, data_dir):

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
@@ -175,3 +176,50 @@ def test_batched_prediction_equals_single_images(case_segmentors, case):
             assert (out.seg_logits.data - single.seg_logits.data).abs().max() <= 1e-12
     finally:
         seg.slide_crop, seg.slide_stride = crop, stride
+
+
+def clearclip_slide_by_hand(seg, image, crop, stride, ori_shape):
+    """The ClearCLIP release's sliding windows written out: each window zero-padded to
+    whole patches (floor half before), its logits upsampled to the padded size, the
+    padding cut off, windows summed and averaged, then resized to the original size."""
+    height, width = image.shape[-2:]
+    total = image.new_zeros((seg.num_queries, height, width))
+    count = image.new_zeros((1, height, width))
+    for i in range(max(height - crop + stride - 1, 0) // stride + 1):
+        for j in range(max(width - crop + stride - 1, 0) // stride + 1):
+            y2, x2 = min(i * stride + crop, height), min(j * stride + crop, width)
+            y1, x1 = max(y2 - crop, 0), max(x2 - crop, 0)
+            h, w = y2 - y1, x2 - x1
+            pad_h, pad_w = (16 - h % 16) % 16, (16 - w % 16) % 16
+            window = F.pad(image[:, y1:y2, x1:x2],
+                           (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+            features = F.normalize(seg.encoder(window[None]).features[0], dim=-1)
+            grid = (features @ seg.query_features.t()).t().reshape(-1, (h + pad_h) // 16,
+                                                                  (w + pad_w) // 16)
+            up = F.interpolate(grid[None], size=window.shape[-2:], mode='bilinear',
+                               align_corners=False)[0]
+            total[:, y1:y2, x1:x2] += up[:, pad_h // 2:pad_h // 2 + h, pad_w // 2:pad_w // 2 + w]
+            count[:, y1:y2, x1:x2] += 1
+    return F.interpolate((total / count)[None], size=ori_shape, mode='bilinear',
+                         align_corners=False)[0]
+
+
+@pytest.mark.parametrize('size,crop,stride', [((200, 300), 224, 112), ((250, 300), 200, 100)])
+def test_clearclip_pads_windows_to_whole_patches(case_segmentors, size, crop, stride):
+    """Windows whose sides are not multiples of 16 (an image side under the crop, or such
+    a crop), which the golden images never make."""
+    seg = case_segmentors('clearclip', 0)
+    image = BASELINES.image_input('resized/448/1')[:, :size[0], :size[1]]
+    ori_shape = (size[0] + 37, size[1] - 21)
+    expected = clearclip_slide_by_hand(seg, image, crop, stride, ori_shape)
+    old = seg.slide_crop, seg.slide_stride
+    seg.slide_crop, seg.slide_stride = crop, stride
+    try:
+        logits = seg.inference(image[None], [dict(ori_shape=ori_shape)])[0]
+        seg.pad_crops = False
+        unpadded = seg.inference(image[None], [dict(ori_shape=ori_shape)])[0]
+    finally:
+        seg.slide_crop, seg.slide_stride = old
+        seg.pad_crops = True
+    assert (logits - expected).abs().max() <= 1e-12
+    assert (unpadded - expected).abs().max() > 1e-4

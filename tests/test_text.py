@@ -117,3 +117,19 @@ def test_text_feature_cache(tiny_fp64, tmp_path, monkeypatch):
     other_templates, _ = text.build_query_features(tiny_fp64, names, ['a photo of {}.'],
                                                    checkpoint=TINY_CKPT, cache=cache)
     assert not torch.equal(other_templates, changed)
+
+
+def test_segmentor_from_a_loaded_clip_uses_the_cache_of_its_file(tiny_fp64, monkeypatch):
+    from sfp.models import SFPSegmentor
+    classes = [['cat'], ['dog', 'puppy']]
+    kwargs = dict(name_path=classes, device='cpu', precision='fp64', templates=['a {}.'])
+    first = SFPSegmentor(tiny_fp64, text_cache=TINY_CKPT, **kwargs)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError('the text encoder ran although the features were cached')
+
+    monkeypatch.setattr(text, 'encode_queries', no_encoding)
+    again = SFPSegmentor(tiny_fp64, text_cache=TINY_CKPT, **kwargs)
+    assert torch.equal(first.query_features, again.query_features)
+    with pytest.raises(AssertionError, match='although the features were cached'):
+        SFPSegmentor(tiny_fp64, **kwargs)  # a loaded model alone names no file: no cache

@@ -5,7 +5,7 @@ _base_ = [
 ]
 # The release's cfg_city_scapes.py (crop 224, stride 224: windows do not overlap).
 model = dict(
-    name_path='{{ fileDirname }}/../classnames/clearclip/cls_city_scapes.txt',
+    name_path='{{ fileDirname }}/../classnames/clearclip/cls_cityscapes.txt',
     prob_thd=0.0,
     slide_crop=224,
 )

@@ -5,7 +5,7 @@ _base_ = [
 ]
 # The release's cfg_coco_stuff164k.py.
 model = dict(
-    name_path='{{ fileDirname }}/../classnames/clearclip/cls_coco_stuff.txt',
+    name_path='{{ fileDirname }}/../classnames/clearclip/cls_coco_stuff164k.txt',
     prob_thd=0.0,
 )
 # Its test Resize(scale=(2048, 448)), over the dataset base's short side.

@@ -5,5 +5,5 @@ _base_ = [
 ]
 # The release's cfg_coco_stuff164k.py.
 model = dict(
-    name_path='{{ fileDirname }}/../classnames/naclip/cls_coco_stuff.txt',
+    name_path='{{ fileDirname }}/../classnames/naclip/cls_coco_stuff164k.txt',
 )

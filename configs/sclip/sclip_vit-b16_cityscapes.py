@@ -5,5 +5,5 @@ _base_ = [
 ]
 # The release's cfg_city_scapes.py.
 model = dict(
-    name_path='{{ fileDirname }}/../classnames/sclip/cls_city_scapes.txt',
+    name_path='{{ fileDirname }}/../classnames/sclip/cls_cityscapes.txt',
 )

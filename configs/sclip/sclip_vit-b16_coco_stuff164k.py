@@ -5,7 +5,7 @@ _base_ = [
 ]
 # The release's cfg_coco_stuff164k.py.
 model = dict(
-    name_path='{{ fileDirname }}/../classnames/sclip/cls_coco_stuff.txt',
+    name_path='{{ fileDirname }}/../classnames/sclip/cls_coco_stuff164k.txt',
 )
 # Its test Resize(scale=(2048, 448)), over the dataset base's short side.
 test_pipeline = [dict(step, scale=(2048, 448)) if step.type == 'Resize' else step

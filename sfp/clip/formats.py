@@ -57,10 +57,16 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
     except CheckpointError:
         raise
     except Exception as err:  # torch raises many types for damaged files
+        # torch's own text is advice for trusted pickles (weights_only=False) or about its
+        # zip reader; neither helps here, so say what the file is not, in our words.
+        with open(path, 'rb') as f:
+            zipped = f.read(4) == b'PK\x03\x04'  # torch.save and TorchScript write zips
+        found = ('a zip archive that is not a whole checkpoint (a truncated download?)'
+                 if zipped else 'neither a zip archive nor a tensor file')
         raise CheckpointError(
-            f'cannot read {path}: it is damaged or not a checkpoint (expected a TorchScript '
-            f'archive like OpenAI\'s ViT-B-16.pt, a .safetensors file or a state dict saved '
-            f'by torch.save): {type(err).__name__}: {_first_line(err)}') from err
+            f'cannot read {path}: it is damaged or not a checkpoint; it is {found}. Expected '
+            f'a TorchScript archive like OpenAI\'s ViT-B-16.pt, a .safetensors file or a '
+            f'state dict saved by torch.save. Download it again or give another file') from err
     for wrapper in ('state_dict', 'model'):
         if isinstance(state_dict, dict) and isinstance(state_dict.get(wrapper), dict):
             state_dict = state_dict[wrapper]

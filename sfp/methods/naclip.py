@@ -4,6 +4,7 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from ..clip.model import ResidualAttentionBlock, VisionTransformer
 from ..models.encoder import LastBlockAttentionEncoder
 from ..registry import ENCODERS
 
@@ -29,11 +30,12 @@ class NACLIPEncoder(LastBlockAttentionEncoder):
         gaussian_std: the Gaussian's standard deviation in patches.
     """
 
-    def __init__(self, visual, gaussian_std: float = 5.0, **kwargs):
+    def __init__(self, visual: VisionTransformer, gaussian_std: float = 5.0, **kwargs):
         super().__init__(visual, **kwargs)
         self.gaussian_std = gaussian_std
 
-    def attention(self, block, hidden, grid):
+    def attention(self, block: ResidualAttentionBlock, hidden: torch.Tensor,
+                  grid: Tuple[int, int]) -> torch.Tensor:
         _, k, v = block.attn.project_qkv(hidden)
         bias = neighbourhood_bias(grid, self.gaussian_std).to(device=k.device, dtype=k.dtype)
         return F.scaled_dot_product_attention(k, k, v, attn_mask=bias)

@@ -1,6 +1,10 @@
 """SCLIP (Wang et al., ECCV 2024, arXiv 2312.01597), release wangf3014/SCLIP@b56bd30."""
+from typing import Tuple
+
+import torch
 import torch.nn.functional as F
 
+from ..clip.model import ResidualAttentionBlock
 from ..models.encoder import LastBlockAttentionEncoder
 from ..registry import ENCODERS
 
@@ -12,6 +16,7 @@ class SCLIPEncoder(LastBlockAttentionEncoder):
 
     keep_residual = True
 
-    def attention(self, block, hidden, grid):
+    def attention(self, block: ResidualAttentionBlock, hidden: torch.Tensor,
+                  grid: Tuple[int, int]) -> torch.Tensor:
         q, k, v = block.attn.project_qkv(hidden)
         return F.scaled_dot_product_attention(q, q, v) + F.scaled_dot_product_attention(k, k, v)

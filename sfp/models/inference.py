@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,8 @@ class SlidingWindowLayout:
 
     Windows are the product of ``row_spans`` and ``col_spans``; window (r, c) has
     ``row_patches[r] x col_patches[c]`` patches, placed at block (r, c) of a
-    (sum(row_patches), sum(col_patches)) canvas.
+    (sum(row_patches), sum(col_patches)) canvas.  ``row_pads`` / ``col_pads`` (before,
+    after), when given, pad each window to whole patches before it is encoded.
     """
 
     height: int
@@ -50,14 +51,28 @@ class SlidingWindowLayout:
     col_spans: Tuple[Span, ...]
     row_patches: Tuple[int, ...]
     col_patches: Tuple[int, ...]
+    row_pads: Optional[Tuple[Span, ...]] = None
+    col_pads: Optional[Tuple[Span, ...]] = None
 
     @classmethod
-    def build(cls, height: int, width: int, crop: int, stride: int,
-              patch_size: int) -> SlidingWindowLayout:
+    def build(cls, height: int, width: int, crop: int, stride: int, patch_size: int,
+              pad_to_patches: bool = False) -> SlidingWindowLayout:
+        """Without ``pad_to_patches`` the patch convolution drops a window's remainder
+        pixels; with it (ClearCLIP's release) a window is padded to whole patches, the
+        floor half of the padding before it and the rest after."""
         rows, cols = window_spans(height, crop, stride), window_spans(width, crop, stride)
+        if not pad_to_patches:
+            return cls(height, width, tuple(rows), tuple(cols),
+                       tuple((e - s) // patch_size for s, e in rows),
+                       tuple((e - s) // patch_size for s, e in cols))
+
+        def pads(spans: List[Span]) -> Tuple[Span, ...]:
+            total = [-(e - s) % patch_size for s, e in spans]
+            return tuple((p // 2, p - p // 2) for p in total)
+
         return cls(height, width, tuple(rows), tuple(cols),
-                   tuple((e - s) // patch_size for s, e in rows),
-                   tuple((e - s) // patch_size for s, e in cols))
+                   tuple(-(-(e - s) // patch_size) for s, e in rows),
+                   tuple(-(-(e - s) // patch_size) for s, e in cols), pads(rows), pads(cols))
 
     @property
     def canvas_shape(self) -> Tuple[int, int]:
@@ -75,12 +90,22 @@ class SlidingWindowLayout:
         return (slice(top, top + self.row_patches[r]),
                 slice(left, left + self.col_patches[c]))
 
+    def crop(self, image: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        """Window (r, c) of a (3, H, W) image, padded with zeros where the layout pads."""
+        (y1, y2), (x1, x2) = self.row_spans[r], self.col_spans[c]
+        window = image[:, y1:y2, x1:x2]
+        if self.row_pads is None:
+            return window
+        return F.pad(window, (*self.col_pads[c], *self.row_pads[r]))
+
     def logit_map(self, canvas: torch.Tensor) -> LogitMap:
         """The image's logits from its (Q, *canvas_shape) canvas: every crop upsampled
         bilinearly to its window, overlapping windows averaged."""
         return LogitMap(canvas,
-                        window_average_matrix(self.height, self.row_spans, self.row_patches),
-                        window_average_matrix(self.width, self.col_spans, self.col_patches))
+                        window_average_matrix(self.height, self.row_spans, self.row_patches,
+                                              self.row_pads),
+                        window_average_matrix(self.width, self.col_spans, self.col_patches,
+                                              self.col_pads))
 
 
 def patch_logits(features: torch.Tensor, queries: torch.Tensor,

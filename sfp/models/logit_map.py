@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator, Sequence, Tuple, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -45,10 +45,13 @@ def bilinear_matrix(out_size: int, in_size: int) -> torch.Tensor:
 
 
 def window_average_matrix(length: int, spans: Sequence[Tuple[int, int]],
-                          grid_sizes: Sequence[int]) -> torch.Tensor:
+                          grid_sizes: Sequence[int],
+                          pads: Optional[Sequence[Tuple[int, int]]] = None) -> torch.Tensor:
     """Along one axis of length ``length``: each window ``spans[k] = (start, end)`` (in
     increasing order) has ``grid_sizes[k]`` patch rows (or columns), upsampled bilinearly
     to ``end - start`` pixels; every pixel takes the mean over the windows covering it.
+    With ``pads[k] = (before, after)`` window k was padded before encoding: its grid is
+    upsampled to ``before + end - start + after`` pixels and the padding cut off.
 
     Returns the (length, sum(grid_sizes)) float64 matrix of that operation, built for all
     windows at once (a fixed number of NumPy operations however many windows there are:
@@ -61,10 +64,14 @@ def window_average_matrix(length: int, spans: Sequence[Tuple[int, int]],
     lengths = np.array([end - start for start, end in spans])
     sizes = np.array(grid_sizes)
     offsets = np.cumsum(sizes) - sizes  # first column of each window's block
+    before, padded = np.zeros(len(spans), dtype=np.int64), lengths
+    if pads is not None:
+        before = np.array([b for b, _ in pads])
+        padded = lengths + before + np.array([a for _, a in pads])
     window = np.repeat(np.arange(len(spans)), lengths)  # for every (window, pixel) pair...
     position = np.arange(len(window)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    low, high, frac = _taps(position.astype(np.float64), (sizes / lengths)[window],
-                            sizes[window])  # ...its position and taps in the window
+    low, high, frac = _taps((position + before[window]).astype(np.float64),
+                            (sizes / padded)[window], sizes[window])  # ...its taps
     pixel = starts[window] + position
     matrix = np.zeros((length, int(sizes.sum())))
     np.add.at(matrix, (pixel, offsets[window] + low), 1 - frac)

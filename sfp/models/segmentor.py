@@ -91,8 +91,13 @@ class SFPSegmentor(BaseSegmentor):
         resize_via_input: in whole-image mode, resize the patch-grid logits to the input
             size and then to the original size (NACLIP's release) instead of straight
             to the original size.
+        pad_crops: in sliding mode, zero-pad (in normalised space) a window whose side is
+            not a multiple of the patch size to whole patches, upsample its logits to
+            the padded size and cut the padding off (ClearCLIP's release); by default
+            the patch convolution drops the remainder pixels.
         text_cache: cache the query features on disk (see
-            :func:`sfp.text.build_query_features`).
+            :func:`sfp.text.build_query_features`), keyed by the checkpoint file; with a
+            loaded ``clip_path``, the checkpoint file it was loaded from (else no cache).
         return_probs: store the class probabilities (``seg_logits``) in the predictions;
             False keeps only the label maps (less memory for very large images).
         allow_duplicate_names: accept a class file that gives one name to two classes
@@ -123,7 +128,8 @@ class SFPSegmentor(BaseSegmentor):
                  encoder: Optional[dict] = None,
                  encoder_cfg: Optional[dict] = None,
                  resize_via_input: bool = False,
-                 text_cache: bool = True,
+                 pad_crops: bool = False,
+                 text_cache: Union[bool, str, Path] = True,
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
                  data_preprocessor: Optional[dict] = None,
@@ -160,7 +166,7 @@ class SFPSegmentor(BaseSegmentor):
             model = clip.load(checkpoint, device=device, precision=text_dtype)
         self.class_names = [names[0] for names in classes]
         query_features, query_idx = build_query_features(
-            model, classes, templates, checkpoint=checkpoint if text_cache else None)
+            model, classes, templates, checkpoint=_cache_key(text_cache, checkpoint))
         self.encoder = build_from_registry(ENCODERS, dict(parts, visual=model.visual.to(dtype)),
                                            'encoder')
         del model
@@ -177,6 +183,7 @@ class SFPSegmentor(BaseSegmentor):
         self.memory_budget_mb = memory_budget_mb
         self.return_probs = return_probs
         self.resize_via_input = resize_via_input
+        self.pad_crops = pad_crops
         self.pamr = PAMR(pamr_steps, dilations=pamr_stride) if pamr_steps > 0 else None
         self.data_preprocessor.to(device)
 
@@ -235,7 +242,7 @@ class SFPSegmentor(BaseSegmentor):
         """
         patch = self.encoder.visual.patch_size
         layouts = [SlidingWindowLayout.build(*img.shape[-2:], self.slide_crop, self.slide_stride,
-                                             patch) for img in images]
+                                             patch, self.pad_crops) for img in images]
         canvases = [img.new_zeros((self.num_queries, *layout.canvas_shape),
                                   dtype=self.compute_dtype)
                     for img, layout in zip(images, layouts)]
@@ -247,8 +254,8 @@ class SFPSegmentor(BaseSegmentor):
             step = self.crops_per_batch(size)
             for start in range(0, len(jobs), step):
                 chunk = jobs[start:start + step]
-                crops = torch.stack([images[i][:, y1:y2, x1:x2]
-                                     for i, _, _, (y1, y2, x1, x2) in chunk])
+                crops = torch.stack([layouts[i].crop(images[i], r, c)
+                                     for i, r, c, _ in chunk])
                 for (i, r, c, _), grid in zip(chunk, self.grid_logits(crops)):
                     canvases[i][(slice(None), *layouts[i].block(r, c))] = grid
         return [layout.logit_map(canvas) for layout, canvas in zip(layouts, canvases)]
@@ -369,6 +376,13 @@ def _encoder_type(encoder: Optional[dict]) -> type:
         raise ValueError(f'encoder must be a config dict with a "type" (one of '
                          f'{", ".join(sorted(ENCODERS.module_dict))}), got {encoder!r}')
     return registered_type(ENCODERS, encoder['type'], 'encoder type')
+
+
+def _cache_key(text_cache: Union[bool, str, Path], checkpoint: Optional[Path]) -> Optional[Path]:
+    """The checkpoint file that keys the text cache, or None for no cache."""
+    if isinstance(text_cache, (str, Path)):
+        return Path(text_cache)
+    return checkpoint if text_cache else None
 
 
 def _pad_to_min_size(image: torch.Tensor, size: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ model = dict(
     area_thd=None,
     slide_crop=448,
     slide_stride=224,
+    pad_crops=True,  # a window side that is not a multiple of 16 is padded, as released
     pamr_steps=0,
     precision=None,  # fp16 on GPU, fp32 on CPU; 'bf16' and 'fp64' also work
     crop_batch_size=None,  # None: as many crops per batch as fit memory_budget_mb
