@@ -28,7 +28,7 @@ IMAGE_SIZE, PATCH = 40, 8  # a 5 x 5 patch grid
 TEXTS = ['a photo of a cat', 'a diagram of a bridge at night', 'x']
 
 
-# open_clip and torchvision sit apart from the environment's packages (see
+# open_clip, torchvision and transformers sit apart from the environment's packages (see
 # requirements-reference.txt); elsewhere they may be installed as usual.
 REFERENCE_LIBS = Path(sys.prefix) / 'reference-libs'
 
