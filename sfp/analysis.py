@@ -1,40 +1,62 @@
-"""Looking inside SFP: attention, token norms, outliers, purified similarities.
+"""Looking inside SFP and the other methods: attention, token norms, outliers, purified
+similarities, and each method's last-block attention.
 
-:func:`analyze_image` runs one crop of an image through the CLIP ViT with every block's
-attention materialised (analysis only; inference never does this) and gathers what the
-paper's figures show: per-block CLS-to-patch attention and token norms, the outliers
-each detector finds, the block-9 guidance similarities before and after purification,
-and the final segmentation of the whole image.
+Everything here runs the method's own encoder (:class:`sfp.models.MethodEncoder`): its
+walk over blocks 1..L-1, with its purification hook and ``stream_mitigation_blocks``, and
+its own last-block code.  Nothing re-implements a block loop or a method's attention:
+
+- :func:`analyze_image` observes the walk.  Each walked block's attention weights and
+  output come from the block's own ``forward_with_weights`` applied to the tokens the walk
+  handed that block (so blocks after a stream-mitigation block see purified tokens).
+- :func:`last_block_attention` reads a method's last-block attention weights out of the
+  method's own attention code.  Every method's last-block attention is linear in its
+  values V, so running it with V = the identity returns the attention matrix itself
+  (:class:`IdentityValueProbe`).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from torch import nn
 
-from .apis import prepare_image, segment_images
-from .models import SFPSegmentor, build_detector, guidance_similarity, mitigate_outliers
+from .apis import init_segmentor, prepare_image, segment_images
+from .models import (
+                     BlockWalk,
+                     LastBlockAttentionEncoder,
+                     MethodEncoder,
+                     SemanticAwareAttentionEnhancer,
+                     SFPSegmentor,
+                     build_detector,
+                     guidance_similarity,
+)
 
 DEFAULT_DETECTORS = ('SOM', 'L2', 'LOF', 'DBSCAN', 'KMeans', 'cls_attn')
+DEFAULT_GUIDANCE_BLOCK = 9  # SFP's and SC-CLIP's guidance block
+DEFAULT_SIMILARITY_THRESHOLD = 0.4
 
 
 @dataclass
 class OutlierAnalysis:
-    """What :func:`analyze_image` found.  Blocks count from 1 (index i is block i + 1).
+    """What :func:`analyze_image` found.  Blocks count from 1 (index i is block i + 1);
+    the per-block maps cover the walked blocks 1..L-1 (block L is the method's).
 
     Attributes:
         crop: (h, w, 3) RGB uint8 crop that was analysed (after resizing the image).
         grid: its patch grid (rows, cols).
-        cls_attention: (L, rows, cols) head-averaged CLS-to-patch attention per block.
-        token_norms: (L, rows, cols) L2 norm of each block's output patch tokens.
+        cls_attention: (L - 1, rows, cols) head-averaged CLS-to-patch attention per block.
+        token_norms: (L - 1, rows, cols) L2 norm of each block's output patch tokens
+            (before any mitigation of that block's outliers).
         outliers: detector name -> (row, col) outliers at the detection block.
         detect_block: the block the detectors read.
         similarity_raw: (N, N) thresholded cosine similarity of the guidance block's
             patches as they are.
-        similarity_purified: the same after mitigating the segmentor's own detector's
-            outliers (what SFP uses).
+        similarity_purified: the same after the encoder's own mitigation of the outliers
+            its detector found (what SFP uses; equal to the raw one without a detector).
+        last_block: the method's last-block attention (see :func:`last_block_attention`).
         labels: (H, W) segmentation of the whole image at its own size.
         class_names: display name of each label.
     """
@@ -47,6 +69,7 @@ class OutlierAnalysis:
     detect_block: int
     similarity_raw: torch.Tensor
     similarity_purified: torch.Tensor
+    last_block: LastBlockAttention
     labels: np.ndarray
     class_names: List[str]
 
@@ -54,6 +77,52 @@ class OutlierAnalysis:
         """(rows, cols) similarity of every patch to patch (row, col)."""
         sim = self.similarity_purified if purified else self.similarity_raw
         return sim[row * self.grid[1] + col].view(self.grid)
+
+
+@dataclass
+class LastBlockAttention:
+    """A method's last-block attention on one crop.
+
+    Attributes:
+        weights: (heads, T, T) attention weights, row = query token; T = 1 + N with the
+            CLS token first, or N when the method's last block attends over patches only
+            (SFP's enhancer, SC-CLIP's guided attention).  Rows are as the method computes
+            them: SCLIP sums two softmaxes (rows sum to 2), a zeroed guidance row of SFP
+            sums to less than 1.
+        grid: patch grid (rows, cols).
+    """
+
+    weights: torch.Tensor
+    grid: Tuple[int, int]
+
+    @property
+    def has_cls(self) -> bool:
+        return self.weights.shape[-1] == self.grid[0] * self.grid[1] + 1
+
+    def query_map(self, row: int, col: int) -> torch.Tensor:
+        """(rows, cols) head-averaged attention of patch (row, col) to every patch."""
+        offset = int(self.has_cls)
+        query = offset + row * self.grid[1] + col
+        return self.weights.mean(0)[query, offset:].view(self.grid)
+
+
+@dataclass
+class AttentionComparison:
+    """What :func:`compare_last_block_attention` found.
+
+    Attributes:
+        crop: (h, w, 3) RGB uint8 crop that was analysed.
+        grid: its patch grid (rows, cols).
+        methods: name -> that method's last-block attention on the crop.
+    """
+
+    crop: np.ndarray
+    grid: Tuple[int, int]
+    methods: Dict[str, LastBlockAttention]
+
+    def query_maps(self, row: int, col: int) -> Dict[str, torch.Tensor]:
+        """Each method's (rows, cols) attention of patch (row, col) to every patch."""
+        return {name: attention.query_map(row, col) for name, attention in self.methods.items()}
 
 
 def center_crop(image: torch.Tensor, size: Optional[int]) -> torch.Tensor:
@@ -65,6 +134,128 @@ def center_crop(image: torch.Tensor, size: Optional[int]) -> torch.Tensor:
     return image[:, top:top + size, left:left + size]
 
 
+def _prepared_crop(segmentor: SFPSegmentor, image_bgr: np.ndarray, crop: Optional[int],
+                   short_side: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The (3, h, w) uint8 BGR crop and its (1, 3, h, w) CLIP-normalised RGB input in the
+    segmentor's device and precision."""
+    prepared = center_crop(prepare_image(image_bgr, short_side), crop)
+    x = segmentor.data_preprocessor(dict(inputs=[prepared]), False)['inputs']
+    return prepared, x.to(device=segmentor.query_features.device, dtype=segmentor.dtype)
+
+
+def _as_rgb(prepared: torch.Tensor) -> np.ndarray:
+    return prepared.flip(0).permute(1, 2, 0).numpy()
+
+
+class IdentityValueProbe(nn.Module):
+    """Stands in for a ViT block in a method's attention code, with the identity as values.
+
+    An attention output is W V; with V = I (one value dimension per token) it is W.  The
+    probe hands out the block's own ``ln_1`` and q/k projections, the identity for V, and
+    returns attention outputs unmerged (``merge_heads`` is the identity), so a method's
+    attention code run on it returns its (B, heads, T, T) attention weights.
+    """
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+        self.ln_1 = block.ln_1
+        self.attn = self
+
+    @staticmethod
+    def _identity(like: torch.Tensor) -> torch.Tensor:
+        """(B, heads, T, T) identity matching a (B, heads, T, d) tensor."""
+        b, h, t, _ = like.shape
+        return torch.eye(t, dtype=like.dtype, device=like.device).expand(b, h, t, t)
+
+    def project_qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, k, v = self.block.attn.project_qkv(x)
+        return q, k, self._identity(v)
+
+    def project_v(self, x: torch.Tensor) -> torch.Tensor:
+        return self._identity(self.block.attn.project_v(x))
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@torch.no_grad()
+def last_block_attention(encoder: MethodEncoder, walk: BlockWalk) -> torch.Tensor:
+    """A method's last-block attention weights (B, heads, T, T), computed by the encoder's
+    own code on a walk of it (``encoder.walk(images)``).
+
+    - A :class:`~sfp.models.LastBlockAttentionEncoder` (CLIP's q-k, MaskCLIP's identity,
+      ClearCLIP's q-q, SCLIP's q-q + k-k, NACLIP's k-k with its Gaussian bias): its
+      ``attention`` on the last block's ``ln_1`` of the walked tokens; T = 1 + N.
+    - An encoder whose last block is a :class:`~sfp.models.SemanticAwareAttentionEnhancer`
+      (SFP's rebuilt attention, SC-CLIP's guided attention): the encoder's ``head`` runs,
+      the enhancer's first call is recorded and rerun on the probe; T = N.
+    """
+    if isinstance(encoder, LastBlockAttentionEncoder):
+        block = encoder.last_block
+        return encoder.attention(IdentityValueProbe(block), block.ln_1(walk.tokens), walk.grid)
+    enhancers = [m for m in encoder.modules() if isinstance(m, SemanticAwareAttentionEnhancer)]
+    if not enhancers:
+        raise ValueError(f'{type(encoder).__name__} has no last-block attention to read: '
+                         f'expected a LastBlockAttentionEncoder or an encoder with a '
+                         f'SemanticAwareAttentionEnhancer (not an ablation without one)')
+    calls = []
+
+    def record(module, args, kwargs, output):
+        if not calls:
+            calls.append((module, inspect.signature(module.forward).bind(*args, **kwargs)))
+
+    handles = [m.register_forward_hook(record, with_kwargs=True) for m in enhancers]
+    try:
+        encoder.head(walk)
+    finally:
+        for handle in handles:
+            handle.remove()
+    enhancer, bound = calls[0]
+    arguments = bound.arguments
+    # The CLS residual is added after the heads are merged: zero keeps the weights alone.
+    return enhancer(IdentityValueProbe(arguments['block']), arguments['patches'],
+                    arguments['cls'].new_zeros(()), arguments['guidance'])
+
+
+class WalkRecorder:
+    """Records what an encoder's walk does in each walked block (1..L-1): the attention
+    weights and the output of the block's own ``forward_with_weights`` on the tokens the
+    walk handed it (through a hook on the block's ``ln_1``, which every block pass calls
+    first).  Use as a context manager around ``encoder.walk(images)``."""
+
+    def __init__(self, encoder: MethodEncoder):
+        self.blocks = list(encoder.visual.blocks[:encoder.visual.num_blocks - 1])
+        self.attention: Dict[int, torch.Tensor] = {}  # block -> (B, heads, 1 + N, 1 + N)
+        self.outputs: Dict[int, torch.Tensor] = {}  # block -> (B, 1 + N, C)
+        self._handles = []
+        self._busy = False
+
+    def _hook(self, index: int):
+        block = self.blocks[index - 1]
+
+        def record(module, args, output):
+            if self._busy or index in self.outputs:
+                return
+            self._busy = True  # forward_with_weights calls ln_1 again
+            try:
+                self.outputs[index], self.attention[index] = block.forward_with_weights(args[0])
+            finally:
+                self._busy = False
+
+        return record
+
+    def __enter__(self) -> WalkRecorder:
+        self._handles = [block.ln_1.register_forward_hook(self._hook(i))
+                         for i, block in enumerate(self.blocks, start=1)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
 @torch.no_grad()
 def analyze_image(segmentor: SFPSegmentor, image_bgr: np.ndarray,
                   detectors: Sequence = DEFAULT_DETECTORS, crop: Optional[int] = 224,
@@ -72,44 +263,80 @@ def analyze_image(segmentor: SFPSegmentor, image_bgr: np.ndarray,
     """Analyse the central ``crop`` of an image resized to ``short_side`` (see module doc).
 
     Args:
-        segmentor: supplies the CLIP ViT, the block choices and the final segmentation.
+        segmentor: supplies the method's encoder (its walk, detector, mitigation and
+            blocks) and the final segmentation.
         image_bgr: (H, W, 3) uint8 BGR image (e.g. from :func:`sfp.datasets.read_image`).
         detectors: names or configs of the detectors to compare.
         crop: side of the analysed crop (224 is one sliding window); None for the whole
             resized image.
     """
     encoder = segmentor.encoder
-    visual = encoder.visual
-    device = segmentor.query_features.device
-    prepared = center_crop(prepare_image(image_bgr, short_side), crop)
-    x = segmentor.data_preprocessor(dict(inputs=[prepared]), False)['inputs']
-    x = x.to(device=device, dtype=segmentor.dtype)  # (1, 3, h, w), CLIP-normalised RGB
-    grid = visual.grid_size(*x.shape[-2:])
-    tokens = visual.embed(x)
-    cls_attention, norms, outputs, attentions = [], [], [], []
-    for block in visual.blocks:
-        tokens, attention = block.forward_with_weights(tokens)
-        cls_attention.append(attention.mean(1)[0, 0, 1:].view(grid).float().cpu())
-        norms.append(tokens[0, 1:].norm(dim=-1).view(grid).float().cpu())
-        outputs.append(tokens)
-        attentions.append(attention)
-    index = encoder.detect_block - 1
+    prepared, x = _prepared_crop(segmentor, image_bgr, crop, short_side)
+    with WalkRecorder(encoder) as recorded:
+        walk = encoder.walk(x)
+    grid, blocks = walk.grid, sorted(recorded.outputs)
+    cls_attention = [recorded.attention[b].mean(1)[0, 0, 1:].view(grid) for b in blocks]
+    norms = [recorded.outputs[b][0, 1:].norm(dim=-1).view(grid) for b in blocks]
+    detected = (recorded.outputs[encoder.detect_block], recorded.attention[encoder.detect_block])
     found = {}
     for cfg in detectors:
         name = cfg if isinstance(cfg, str) else cfg['type']
-        found[name] = build_detector(cfg)(outputs[index], attentions[index], grid).positions(0)
-    guidance = outputs[encoder.pre_guidance_block - 1][:, 1:]
-    raw = guidance_similarity(guidance, encoder.similarity_threshold)[0]
-    purified = raw
-    if encoder.detector is not None:
-        mask = encoder.detector(outputs[index], attentions[index], grid).mask()
-        purified = guidance_similarity(mitigate_outliers(guidance, mask, grid),
-                                       encoder.similarity_threshold)[0]
+        found[name] = build_detector(cfg)(*detected, grid).positions(0)
+    guidance_block = getattr(encoder, 'pre_guidance_block', DEFAULT_GUIDANCE_BLOCK)
+    threshold = getattr(encoder, 'similarity_threshold', DEFAULT_SIMILARITY_THRESHOLD)
+    guidance = recorded.outputs[guidance_block][:, 1:]
+    raw = purified = guidance_similarity(guidance, threshold)[0]
+    if walk.outliers is not None:
+        mitigated = encoder.mitigation(guidance, walk.outliers.mask(), grid)
+        purified = guidance_similarity(mitigated, threshold)[0]
+    last = LastBlockAttention(last_block_attention(encoder, walk)[0].float().cpu(), grid)
     prediction = segment_images(segmentor, [image_bgr], short_side)[0]
     return OutlierAnalysis(
-        crop=prepared.flip(0).permute(1, 2, 0).numpy(), grid=grid,
-        cls_attention=torch.stack(cls_attention), token_norms=torch.stack(norms),
+        crop=_as_rgb(prepared), grid=grid,
+        cls_attention=torch.stack(cls_attention).float().cpu(),
+        token_norms=torch.stack(norms).float().cpu(),
         outliers=found, detect_block=encoder.detect_block,
         similarity_raw=raw.float().cpu(), similarity_purified=purified.float().cpu(),
-        labels=prediction.pred_sem_seg.data[0].cpu().numpy(),
+        last_block=last, labels=prediction.pred_sem_seg.data[0].cpu().numpy(),
         class_names=list(segmentor.class_names))
+
+
+def method_segmentors(methods: Sequence[str], clip_path: str = 'ViT-B/16',
+                      device: Union[str, torch.device, None] = None,
+                      precision: Optional[str] = None, **kwargs) -> Dict[str, SFPSegmentor]:
+    """A segmentor per method with the settings of its model base (see
+    :func:`sfp.apis.method_defaults`), on a two-class vocabulary with one template (the
+    analysis reads image features only); ``kwargs`` go to every segmentor."""
+    settings = dict(templates=['a photo of a {}.'], text_cache=False)
+    settings.update(kwargs)
+    return {method: init_segmentor(clip_path, [['background'], ['object']], device=device,
+                                   precision=precision, method=method, **settings)
+            for method in methods}
+
+
+@torch.no_grad()
+def compare_last_block_attention(
+        segmentors: Union[Mapping[str, SFPSegmentor], Sequence[str]],
+        image_bgr: np.ndarray, crop: Optional[int] = 224, short_side: int = 336,
+        **kwargs) -> AttentionComparison:
+    """Each method's last-block attention on the same crop (see
+    :func:`last_block_attention`): the central ``crop`` of the image resized to
+    ``short_side``.
+
+    Args:
+        segmentors: name -> segmentor, or method names (built by
+            :func:`method_segmentors` with ``kwargs``: ``clip_path``, ``device`` ...).
+        image_bgr: (H, W, 3) uint8 BGR image.
+    """
+    if not isinstance(segmentors, Mapping):
+        segmentors = method_segmentors(list(segmentors), **kwargs)
+    if not segmentors:
+        raise ValueError('compare_last_block_attention needs at least one method')
+    methods, prepared, grid = {}, None, None
+    for name, segmentor in segmentors.items():
+        prepared, x = _prepared_crop(segmentor, image_bgr, crop, short_side)
+        walk = segmentor.encoder.walk(x)
+        grid = walk.grid
+        weights = last_block_attention(segmentor.encoder, walk)[0]
+        methods[name] = LastBlockAttention(weights.float().cpu(), grid)
+    return AttentionComparison(crop=_as_rgb(prepared), grid=grid, methods=methods)

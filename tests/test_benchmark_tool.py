@@ -1,30 +1,46 @@
-"""tools/benchmark.py runs every mode and reports its table and JSON (no timing asserted)."""
+"""tools/benchmark.py: every method mode measures, the table and JSON report them (no timing
+asserted), and the release-equivalent mode predicts what the batched segmentor predicts."""
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from .conftest import CLASSNAMES, REPO, TINY_CKPT
 
 
-def test_benchmark_tool_reports_all_modes(tmp_path):
+@pytest.fixture(scope='module')
+def benchmark():
+    spec = importlib.util.spec_from_file_location('benchmark', REPO / 'tools' / 'benchmark.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_tool_reports_modes_and_pamr_cost(tmp_path):
     out = tmp_path / 'bench.json'
     result = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--backbone', str(TINY_CKPT), '--sizes',
-         '288x224', '--images', '2', '--image-batch', '2', '--device', 'cpu', '--json',
-         str(out)], capture_output=True, text=True, cwd=REPO)
+         '288x224', '--images', '2', '--image-batch', '2', '--device', 'cpu',
+         '--methods', 'naclip', 'naclip+pamr', '--no-release', '--json', str(out)],
+        capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert '| 288x224 | 2 | sfp |' in result.stdout
-    rows = json.loads(out.read_text())['results']
-    assert [r['mode'] for r in rows] == ['sfp', 'release', 'floor']
+    assert '| 288x224 | naclip+pamr | slide 224/112 | 10 | 2 |' in result.stdout
+    assert 'PAMR (10 steps) adds' in result.stdout
+    report = json.loads(out.read_text())
+    rows = report['results']
+    assert [r['mode'] for r in rows] == ['floor', 'naclip', 'naclip+pamr']
     for row in rows:
         assert row['crops_per_image'] == 2 and row['images_per_s'] > 0
-        assert row['peak_memory_mb'] > 0
+        assert row['peak_memory_mb'] > 0 and row['window'] == 'slide 224/112'
         assert abs(row['crops_per_s'] - 2 * row['images_per_s']) < 1e-6
-    assert 'vs_floor' in rows[0] and 'vs_release' in rows[0]
-    assert rows[2]['crop_batch'] == rows[0]['crop_batch'] and rows[1]['crop_batch'] == 1
+    assert [r['pamr_steps'] for r in rows] == [0, 0, 10]
+    assert 'vs_floor' in rows[1] and 'vs_floor' not in rows[0] and 'vs_release' not in rows[1]
+    assert rows[0]['crop_batch'] == rows[1]['crop_batch']
+    assert len(report['pamr']) == 1 and 'naclip+pamr vs naclip' in report['pamr'][0]
 
 
 def test_benchmark_tool_keeps_earlier_results(tmp_path):
@@ -36,21 +52,66 @@ def test_benchmark_tool_keeps_earlier_results(tmp_path):
     assert out.read_text() == 'earlier'
 
 
-def test_release_equivalent_mode_predicts_what_the_segmentor_predicts():
-    """The benchmark's release mode (crop by crop, dense canvas) against the batched,
-    factored path: the same probabilities and labels, so the side-by-side compares equal
-    work."""
-    spec = importlib.util.spec_from_file_location('benchmark', REPO / 'tools' / 'benchmark.py')
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+def test_benchmark_tool_rejects_unknown_method(benchmark, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(['--methods', 'sclp'])
+    assert exit_info.value.code == 2 and "unknown method 'sclp'" in capsys.readouterr().err
+
+
+def test_mode_settings_follow_the_model_bases(benchmark):
+    from sfp.apis import method_defaults
+    assert benchmark.parse_mode('naclip@whole+pamr') == ('naclip', True, True)
+    naclip = benchmark.method_settings('naclip')
+    assert naclip['pamr_steps'] == 0 and naclip['slide_crop'] == 224
+    assert naclip['encoder'] == method_defaults('naclip')['encoder']
+    assert benchmark.method_settings('naclip+pamr')['pamr_steps'] == 10
+    assert benchmark.method_settings('naclip@whole+pamr')['slide_crop'] == 0
+    assert benchmark.method_settings('clearclip')['slide_crop'] == 448
+    assert benchmark.method_settings('sclip+pamr')['pamr_steps'] == 10
+
+
+# The model bases' windows on a 288x224 image: ClearCLIP's 448 crop (CLIP and MaskCLIP
+# inherit it) covers it once, the others' 224 crop twice.
+WINDOWS = dict(clip=('slide 448/224', 1), maskclip=('slide 448/224', 1),
+               clearclip=('slide 448/224', 1), **{'naclip@whole+pamr': ('whole', 1)})
+
+
+@pytest.mark.parametrize('mode', ['floor', 'release', 'sfp', 'clip', 'maskclip', 'clearclip',
+                                  'sclip', 'naclip', 'naclip+pamr', 'naclip@whole+pamr',
+                                  'scclip'])
+def test_every_mode_measures_on_the_tiny_model(benchmark, mode):
+    cfg = dict(mode=mode, size=(288, 224), backbone=str(TINY_CKPT), random=False,
+               device='cpu', precision='fp32', images=1, image_batch=1, crop_batch_size=None)
+    row = benchmark.measure(cfg)
+    assert row['mode'] == mode and row['size'] == '288x224'
+    assert (row['window'], row['crops_per_image']) == WINDOWS.get(mode, ('slide 224/112', 2))
+    assert row['pamr_steps'] == (10 if mode.endswith('+pamr') else 0)
+    for key in ('images_per_s', 'crops_per_s', 'peak_memory_mb'):
+        assert math.isfinite(row[key]) and row[key] > 0
+
+
+def test_release_equivalent_mode_predicts_what_the_segmentor_predicts(benchmark):
+    """The benchmark's release mode (the encoder materialising every block's attention,
+    crop by crop, dense canvas) against the batched, factored path: the same
+    probabilities and labels, with SFP's settings honoured (here in-stream purification
+    after block 6), so the side-by-side compares equal work."""
     from sfp import SFPSegmentor
     torch.manual_seed(0)
     images = torch.randn(2, 3, 250, 300, dtype=torch.float64)
-    seg = SFPSegmentor(str(TINY_CKPT), str(CLASSNAMES / 'cls_voc21.txt'), device='cpu',
-                       precision='fp64', logit_scale=50, prob_thd=0.15, area_thd=0.1)
+    args = dict(clip_path=str(TINY_CKPT), name_path=str(CLASSNAMES / 'cls_voc21.txt'),
+                device='cpu', precision='fp64', logit_scale=50, prob_thd=0.15, area_thd=0.1)
+    stream = dict(encoder_cfg=dict(stream_mitigation_blocks=(6,)))
+    seg = SFPSegmentor(**args, **stream)
+    release_type = benchmark.release_encoder_type()
+    release_seg = SFPSegmentor(**dict(args, crop_batch_size=1,
+                                      encoder=dict(type=release_type.__name__)), **stream)
+    assert type(release_seg.encoder) is release_type
+    assert release_seg.encoder.stream_mitigation_blocks == (6,)
     batched = seg.predict(images)
-    release = benchmark.release_predictor(seg)(images, (250, 300))
-    assert seg.crop_batch_size == 1
+    release = benchmark.release_predictor(release_seg)(images, (250, 300))
     for sample, (probs, labels) in zip(batched, release):
         assert torch.allclose(sample.seg_logits.data, probs, rtol=0, atol=1e-12)
         assert torch.equal(sample.pred_sem_seg.data, labels)
+    # In-stream purification changes the result, so the equality above covers it.
+    plain = SFPSegmentor(**args).predict(images[:1])[0].seg_logits.data
+    assert not torch.allclose(plain, batched[0].seg_logits.data, rtol=0, atol=1e-6)

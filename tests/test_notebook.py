@@ -18,4 +18,4 @@ def test_outlier_notebook_executes(tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == 'error']
     text = ''.join(str(o.get('data', {}).get('text/markdown', '')) for o in outputs)
     assert 'the weights are random' in text  # no real checkpoint in the test cache
-    assert sum('image/png' in o.get('data', {}) for o in outputs) == 5
+    assert sum('image/png' in o.get('data', {}) for o in outputs) == 6

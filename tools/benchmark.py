@@ -1,10 +1,18 @@
-"""Speed and memory of SFP: batched, the release's way (one crop at a time, attention
-weights from every block), and the floor (a plain batched forward of the same ViT on the
-same crops).
+"""Speed and memory of every method, beside SFP the release's way (one crop at a time,
+attention weights from every block) and the floor (a plain batched forward of the same
+ViT on the same crops).
 
     python tools/benchmark.py [--sizes 448x336 512x384 1120x560] [--backbone ViT-B/16]
         [--random] [--precision fp16] [--device cuda] [--images 128] [--image-batch 16]
-        [--modes sfp release floor] [--json out.json [--overwrite]]
+        [--methods sfp clip naclip+pamr naclip@whole+pamr ...] [--no-release]
+        [--json out.json [--overwrite]]
+
+Each method runs batched with the settings of its model base
+``configs/_base_/models/<method>_vit-b16.py`` (window, crop and stride, thresholds),
+except PAMR, which is off unless the mode says ``+pamr`` (then with the base's steps, or
+10): ``naclip`` and ``naclip+pamr`` differ by PAMR alone, so PAMR's cost has a line of its
+own.  ``@whole`` encodes each image whole instead (``naclip@whole+pamr`` is NACLIP's
+released VOC setting).  The ``window`` column says what each row ran.
 
 --backbone is a CLIP name or checkpoint; with --random, a published architecture with
 random weights (speed does not depend on the weights).  Each (size, mode) runs in its own
@@ -20,45 +28,87 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-MODES = ('sfp', 'release', 'floor')
+FLOOR, RELEASE = 'floor', 'release'
+METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
+           'naclip@whole+pamr', 'scclip')
+DEFAULT_PAMR_STEPS = 10
+CLASS_FILE = REPO / 'configs' / 'classnames' / 'cls_voc21.txt'
 
 
-def build_segmentor(cfg: dict):
+def parse_mode(mode: str) -> Tuple[str, bool, bool]:
+    """``method[@whole][+pamr]`` -> (method, whole image, PAMR); a bad one is a ValueError."""
+    from sfp.apis import check_method
+
+    rest, pamr = (mode[:-len('+pamr')], True) if mode.endswith('+pamr') else (mode, False)
+    method, whole = (rest[:-len('@whole')], True) if rest.endswith('@whole') else (rest, False)
+    return check_method(method), whole, pamr
+
+
+def method_settings(mode: str) -> dict:
+    """The segmentor arguments of a method mode: its base config, PAMR and window as the
+    mode says."""
+    from sfp.apis import method_defaults
+
+    method, whole, pamr = parse_mode(mode)
+    settings = method_defaults(method)
+    settings['pamr_steps'] = (settings.get('pamr_steps') or DEFAULT_PAMR_STEPS) if pamr else 0
+    if whole:
+        settings['slide_crop'] = 0
+    return settings
+
+
+def build_segmentor(cfg: dict, **settings):
+    """A segmentor on the benchmark's backbone, VOC's 21 classes and one template."""
     from sfp import clip
     from sfp.models import SFPSegmentor
 
-    backbone = (clip.random_model(cfg['backbone']) if cfg['random'] else cfg['backbone'])
-    return SFPSegmentor(backbone, name_path=str(REPO / 'configs/classnames/cls_voc21.txt'),
-                        device=cfg['device'], precision=cfg['precision'],
-                        crop_batch_size=cfg['crop_batch_size'], templates=['a photo of a {}.'],
-                        return_probs=False)
+    backbone = clip.random_model(cfg['backbone']) if cfg['random'] else cfg['backbone']
+    arguments = dict(device=cfg['device'], precision=cfg['precision'],
+                     crop_batch_size=cfg['crop_batch_size'], templates=['a photo of a {}.'],
+                     return_probs=False, text_cache=False)
+    arguments.update(settings)
+    return SFPSegmentor(backbone, name_path=str(CLASS_FILE), **arguments)
 
 
-def release_predictor(segmentor):
-    """The same parts, run the release's way: one crop per forward with every block's
-    attention weights materialised; each crop's logits upsampled to its window and summed
-    into an input-size canvas, divided by the coverage counts, resized to the output size
-    and post-processed there.  Returns ``predict(images, size) -> [(probs, labels)]``."""
-    import torch.nn.functional as F
+def release_encoder_type() -> type:
+    """SFP's encoder with every walked block's attention weights materialised, as the
+    release computes them; the walk itself is the encoder's own, so every setting
+    (``stream_mitigation_blocks`` included) is honoured.  Registered in ``ENCODERS``
+    so that a segmentor builds it from ``encoder=dict(type=...)``."""
+    from sfp.methods import SFPEncoder
+    from sfp.registry import ENCODERS
 
-    from sfp.models import SFPEncoder, postprocess_logits, sliding_windows
-
-    class ReleaseEquivalentEncoder(SFPEncoder):
+    class ReleaseEquivalentSFPEncoder(SFPEncoder):
         def _wants_attention(self, block: int) -> bool:
             return True
 
-    enc = segmentor.encoder
-    segmentor.encoder = ReleaseEquivalentEncoder(
-        enc.visual, enc.detector, enc.mitigation, enc.enhancer, enc.integrator,
-        enc.detect_block, enc.pre_guidance_block, enc.post_guidance_block,
-        enc.similarity_threshold, enc.guidance_scale)
-    segmentor.crop_batch_size = 1
+    ENCODERS.register_module(module=ReleaseEquivalentSFPEncoder, force=True)
+    return ReleaseEquivalentSFPEncoder
+
+
+def release_settings() -> dict:
+    """SFP's base settings, run the release's way: one crop per forward through
+    :func:`release_encoder_type`."""
+    return dict(method_settings('sfp'), crop_batch_size=1,
+                encoder=dict(type=release_encoder_type().__name__))
+
+
+def release_predictor(segmentor) -> Callable:
+    """The segmentor's parts run the release's way: one crop per forward; each crop's
+    logits upsampled to its window and summed into an input-size canvas, divided by the
+    coverage counts, resized to the output size and post-processed there.  Build the
+    segmentor with :func:`release_settings` for the release's attention weights too.
+    Returns ``predict(images, size) -> [(probs, labels)]``."""
+    import torch.nn.functional as F
+
+    from sfp.models import postprocess_logits, sliding_windows
 
     def resize(x, size):
         return F.interpolate(x[None], size=size, mode='bilinear', align_corners=False)[0]
@@ -82,6 +132,21 @@ def release_predictor(segmentor):
     return predict
 
 
+def windows_of(segmentor, height: int, width: int) -> list:
+    """The crops (y1, y2, x1, x2) the segmentor encodes for an image of this size."""
+    from sfp.models import sliding_windows
+
+    if segmentor.slide_crop == 0:
+        return [(0, height, 0, width)]
+    return sliding_windows(height, width, segmentor.slide_crop, segmentor.slide_stride)
+
+
+def window_label(segmentor) -> str:
+    if segmentor.slide_crop == 0:
+        return 'whole'
+    return f'slide {segmentor.slide_crop}/{segmentor.slide_stride}'
+
+
 def synchronize(device: str) -> None:
     if device.startswith('cuda'):
         torch.cuda.synchronize()
@@ -91,23 +156,23 @@ def measure(cfg: dict) -> dict:
     """One (size, mode) measurement; runs in a worker process."""
     from mmseg.structures import SegDataSample
 
-    from sfp.models import sliding_windows
-
     torch.manual_seed(0)
-    device = cfg['device']
+    device, mode = cfg['device'], cfg['mode']
     width, height = cfg['size']
-    segmentor = build_segmentor(cfg)
-    release_predict = release_predictor(segmentor) if cfg['mode'] == 'release' else None
+    if mode == RELEASE:
+        segmentor = build_segmentor(cfg, **release_settings())
+    else:  # the floor runs SFP's ViT on SFP's crops, in SFP's crop batches
+        segmentor = build_segmentor(cfg, **method_settings('sfp' if mode == FLOOR else mode))
     images = torch.randn(cfg['images'], 3, height, width, device=device)
-    windows = sliding_windows(height, width, 224, 112)
-    per_batch = 1 if cfg['mode'] == 'release' else cfg['image_batch']
+    windows = windows_of(segmentor, height, width)
+    crop_size = (windows[0][1] - windows[0][0], windows[0][3] - windows[0][2])
+    crop_batch = segmentor.crops_per_batch(crop_size)
+    per_batch = 1 if mode == RELEASE else cfg['image_batch']
 
-    def run_sfp(batch):
+    def run_batched(batch):
         samples = [SegDataSample(metainfo=dict(ori_shape=(height, width)))
                    for _ in range(len(batch))]
         segmentor.predict(batch, samples)
-
-    crop_batch = segmentor.crops_per_batch((224, 224))  # the floor batches crops as SFP does
 
     def run_floor(batch):
         crops = torch.stack([img[:, y1:y2, x1:x2] for img in batch
@@ -115,10 +180,13 @@ def measure(cfg: dict) -> dict:
         for start in range(0, len(crops), crop_batch):
             segmentor.encoder.visual(crops[start:start + crop_batch])
 
-    def run_release(batch):
-        release_predict(batch, (height, width))
+    if mode == RELEASE:
+        release_predict = release_predictor(segmentor)
 
-    run = dict(sfp=run_sfp, release=run_release, floor=run_floor)[cfg['mode']]
+        def run(batch):
+            release_predict(batch, (height, width))
+    else:
+        run = run_floor if mode == FLOOR else run_batched
     with torch.no_grad():
         run(images[:per_batch])  # warm-up (kernels, allocator)
         synchronize(device)
@@ -134,8 +202,9 @@ def measure(cfg: dict) -> dict:
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     images_per_s = cfg['images'] / seconds
-    return dict(mode=cfg['mode'], size=f'{width}x{height}', crops_per_image=len(windows),
-                crop_batch=crop_batch,
+    return dict(mode=mode, size=f'{width}x{height}', window=window_label(segmentor),
+                pamr_steps=segmentor.pamr.num_iter if segmentor.pamr is not None else 0,
+                crops_per_image=len(windows), crop_batch=crop_batch,
                 images_per_s=images_per_s, crops_per_s=images_per_s * len(windows),
                 peak_memory_mb=peak_mb)
 
@@ -148,28 +217,63 @@ def run_worker(cfg: dict) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def table(rows: list) -> str:
-    head = ('| size | crops/img | mode | crop batch | crops/s | images/s | peak MiB | vs floor | '
-            'vs release |\n|---|---:|---|---:|---:|---:|---:|---:|---:|')
+def add_ratios(results: dict) -> None:
+    """Each row's speed relative to the floor and to the release, of the same size and
+    run, in images/s (in crops/s too where the crops are the floor's)."""
+    floor, release = results.get(FLOOR), results.get(RELEASE)
+    for mode, row in results.items():
+        if floor and mode != FLOOR:
+            row['vs_floor'] = f"{row['images_per_s'] / floor['images_per_s']:.2f}"
+        if release and mode != RELEASE:
+            row['vs_release'] = f"{row['images_per_s'] / release['images_per_s']:.1f}x"
+
+
+def pamr_costs(results: dict) -> List[str]:
+    """One line per ``X+pamr`` mode measured beside ``X``: the time PAMR adds."""
+    lines = []
+    for mode, row in results.items():
+        base = results.get(mode[:-len('+pamr')]) if mode.endswith('+pamr') else None
+        if base:
+            added = 1e3 / row['images_per_s'] - 1e3 / base['images_per_s']
+            lines.append(f"{row['size']}: PAMR ({row['pamr_steps']} steps) adds "
+                         f"{added:.0f} ms per image ({mode} vs {base['mode']}, "
+                         f"{row['window']})")
+    return lines
+
+
+def table(rows: Sequence[dict]) -> str:
+    head = ('| size | mode | window | PAMR | crops/img | crop batch | crops/s | images/s | '
+            'peak MiB | vs floor | vs release |\n'
+            '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|')
     lines = [head]
     for row in rows:
-        lines.append(f"| {row['size']} | {row['crops_per_image']} | {row['mode']} | "
-                     f"{row['crop_batch']} | "
-                     f"{row['crops_per_s']:.1f} | {row['images_per_s']:.2f} | "
-                     f"{row['peak_memory_mb']:.0f} | {row.get('vs_floor', '-')} | "
-                     f"{row.get('vs_release', '-')} |")
+        lines.append(f"| {row['size']} | {row['mode']} | {row['window']} | "
+                     f"{row['pamr_steps'] or '-'} | {row['crops_per_image']} | "
+                     f"{row['crop_batch']} | {row['crops_per_s']:.1f} | "
+                     f"{row['images_per_s']:.2f} | {row['peak_memory_mb']:.0f} | "
+                     f"{row.get('vs_floor', '-')} | {row.get('vs_release', '-')} |")
     return '\n'.join(lines)
 
 
-def parse_size(text: str):
+def parse_size(text: str) -> Tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split('x'))
     except ValueError as err:
         raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from err
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f'size must be positive, got {text!r}')
     return width, height
 
 
-def main(argv=None) -> int:
+def parse_method_mode(text: str) -> str:
+    try:
+        parse_mode(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f'{err} (a mode is method[@whole][+pamr])') from err
+    return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
         epilog=__doc__.split('\n\n', 2)[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -188,7 +292,11 @@ def main(argv=None) -> int:
                              'evaluation configs batch them; 4 on the CPU)')
     parser.add_argument('--crop-batch-size', type=int,
                         help='crops per forward (default: sized to the memory budget)')
-    parser.add_argument('--modes', nargs='+', choices=MODES, default=list(MODES))
+    parser.add_argument('--methods', nargs='+', type=parse_method_mode, default=list(METHODS),
+                        metavar='MODE', help='method modes, method[@whole][+pamr] (default: '
+                                             f'{" ".join(METHODS)})')
+    parser.add_argument('--no-release', action='store_true',
+                        help='skip the release-equivalent SFP mode (the slowest)')
     parser.add_argument('--json', help='write the results here (default: print only)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --json')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
@@ -202,32 +310,31 @@ def main(argv=None) -> int:
     precision = args.precision or ('fp16' if gpu else 'fp32')
     count = args.images or (128 if gpu else 4)
     image_batch = args.image_batch or (16 if gpu else 4)
-    rows = []
+    modes = [FLOOR] + ([] if args.no_release else [RELEASE]) + list(dict.fromkeys(args.methods))
+    rows, notes = [], []
     for size in args.sizes:
         results = {}
-        for mode in args.modes:
+        for mode in modes:
             cfg = dict(mode=mode, size=size, backbone=args.backbone, random=args.random,
                        device=args.device, precision=precision, images=count,
                        image_batch=image_batch, crop_batch_size=args.crop_batch_size)
             results[mode] = run_worker(cfg)
             print(f"{results[mode]['size']} {mode}: {results[mode]['images_per_s']:.2f} "
                   f"images/s", file=sys.stderr)
-        floor, release = results.get('floor'), results.get('release')
-        for mode, row in results.items():
-            if floor and mode != 'floor':
-                row['vs_floor'] = f"{row['crops_per_s'] / floor['crops_per_s']:.2f}"
-            if release and mode != 'release':
-                row['vs_release'] = f"{row['images_per_s'] / release['images_per_s']:.1f}x"
-            rows.append(row)
+        add_ratios(results)
+        rows.extend(results.values())
+        notes.extend(pamr_costs(results))
     device_name = torch.cuda.get_device_name() if gpu else platform.processor() or 'cpu'
     header = (f'backbone {args.backbone}{" (random weights)" if args.random else ""}, '
               f'{precision}, {args.device} ({device_name}), {count} images per measurement, '
               f'{image_batch} images per predict call')
     print(header)
     print(table(rows))
+    print('\n'.join(notes))
     if args.json:
         from sfp.utils import atomic_write_text
-        atomic_write_text(args.json, json.dumps(dict(setting=header, results=rows), indent=2))
+        atomic_write_text(args.json, json.dumps(dict(setting=header, results=rows,
+                                                     pamr=notes), indent=2))
     return 0
 
 
