@@ -44,8 +44,9 @@ def demo(tmp_path_factory):
 def reference_labels(image_path, settings: Settings) -> np.ndarray:
     """What sfp.apis gives for the same image and settings, from a segmentor of its own."""
     segmentor = init_segmentor(str(TINY_CKPT), parse_vocabulary(settings.vocabulary),
-                               device='cpu', precision='fp32', pm=settings.pm,
-                               purify=settings.purify, logit_scale=settings.logit_scale,
+                               device='cpu', precision='fp32', method=settings.method,
+                               pm=settings.pm, purify=settings.purify,
+                               logit_scale=settings.logit_scale,
                                prob_thd=settings.prob_thd, area_thd=settings.area_thd or None)
     return segment_images(segmentor, [read_image(image_path)],
                           settings.short_side)[0].pred_sem_seg.data[0].numpy()
@@ -162,6 +163,17 @@ def test_page_result_matches_segment_images(demo):
     assert changed.any() and not (changed & ~outlined).any()
     assert result.attention is not None and result.attention.shape[2] == 3
     assert '5 classes' in result.summary and 'SOM' in result.summary
+
+
+@pytest.mark.parametrize('method', ['clip', 'maskclip', 'clearclip', 'sclip', 'naclip',
+                                    'scclip'])
+def test_every_method_matches_segment_images(demo, method):
+    settings = Settings(vocabulary='road,sky,tree,car', method=method, purify=False,
+                        attention=True)
+    result = demo.run(str(CAMVID_IMAGE), settings)
+    labels = cv2.imread(str(result.labels_png), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(labels, reference_labels(CAMVID_IMAGE, settings))
+    assert f'with {method} ' in result.summary and result.attention is not None
 
 
 @pytest.mark.parametrize('purify', [True, False])
