@@ -77,34 +77,20 @@ def build_segmentor(cfg: dict, **settings):
     return SFPSegmentor(backbone, name_path=str(CLASS_FILE), **arguments)
 
 
-def release_encoder_type() -> type:
-    """SFP's encoder with every walked block's attention weights materialised, as the
-    release computes them; the walk itself is the encoder's own, so every setting
-    (``stream_mitigation_blocks`` included) is honoured.  Registered in ``ENCODERS``
-    so that a segmentor builds it from ``encoder=dict(type=...)``."""
-    from sfp.methods import SFPEncoder
-    from sfp.registry import ENCODERS
-
-    class ReleaseEquivalentSFPEncoder(SFPEncoder):
-        def _wants_attention(self, block: int) -> bool:
-            return True
-
-    ENCODERS.register_module(module=ReleaseEquivalentSFPEncoder, force=True)
-    return ReleaseEquivalentSFPEncoder
-
-
-def release_settings() -> dict:
-    """SFP's base settings, run the release's way: one crop per forward through
-    :func:`release_encoder_type`."""
-    return dict(method_settings('sfp'), crop_batch_size=1,
-                encoder=dict(type=release_encoder_type().__name__))
+def build_release_segmentor(cfg: dict):
+    """SFP's segmentor run the release's way: one crop per forward, every walked block's
+    attention weights materialised (``materialise_all_attention``); the walk itself is
+    the encoder's own, so every setting (``stream_mitigation_blocks`` included) holds."""
+    segmentor = build_segmentor(cfg, **dict(method_settings('sfp'), crop_batch_size=1))
+    segmentor.encoder.materialise_all_attention = True
+    return segmentor
 
 
 def release_predictor(segmentor) -> Callable:
     """The segmentor's parts run the release's way: one crop per forward; each crop's
     logits upsampled to its window and summed into an input-size canvas, divided by the
     coverage counts, resized to the output size and post-processed there.  Build the
-    segmentor with :func:`release_settings` for the release's attention weights too.
+    segmentor with :func:`build_release_segmentor` for the release's attention weights too.
     Returns ``predict(images, size) -> [(probs, labels)]``."""
     import torch.nn.functional as F
 
@@ -160,7 +146,7 @@ def measure(cfg: dict) -> dict:
     device, mode = cfg['device'], cfg['mode']
     width, height = cfg['size']
     if mode == RELEASE:
-        segmentor = build_segmentor(cfg, **release_settings())
+        segmentor = build_release_segmentor(cfg)
     else:  # the floor runs SFP's ViT on SFP's crops, in SFP's crop batches
         segmentor = build_segmentor(cfg, **method_settings('sfp' if mode == FLOOR else mode))
     images = torch.randn(cfg['images'], 3, height, width, device=device)

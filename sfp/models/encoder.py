@@ -95,6 +95,9 @@ class MethodEncoder(nn.Module):
 
     #: Whether the method purifies when the segmentor's ``purify`` is left unset.
     purify_by_default = False
+    #: Materialise every walked block's attention weights, as the releases do (no fused
+    #: kernel); same results, only slower.  For side-by-side timing with a release.
+    materialise_all_attention = False
 
     def __init__(self,
                  visual: VisionTransformer,
@@ -140,6 +143,8 @@ class MethodEncoder(nn.Module):
         return self.visual.blocks[self.visual.num_blocks - 1]
 
     def _wants_attention(self, block: int) -> bool:
+        if self.materialise_all_attention:
+            return True
         return (self.detector is not None and self.detector.needs_attention
                 and (block == self.detect_block or block in self.stream_mitigation_blocks))
 
