@@ -137,25 +137,37 @@ def test_pamr_refines_the_plain_logits_with_the_image_at_the_output_size(make_se
     assert (refined.amax(dim=(1, 2)) <= plain.amax(dim=(1, 2)) + 1e-12).all()
 
 
-# Measured on the golden images against fp64: fp32 logits within 4e-7, bf16 predictions
-# agree on >= 99.5% of pixels, fp16 on >= 99.9%.
-@pytest.mark.parametrize('precision,min_agreement', [('fp32', 1.0), ('bf16', 0.97),
-                                                     ('fp16', 0.97)])
-def test_precisions_agree_with_fp64(golden, make_segmentor, precision, min_agreement):
-    reference = make_segmentor(pm='SOM')
-    seg = make_segmentor(pm='SOM', precision=precision)
-    assert seg.dtype == sfp.clip.precision_dtype(precision)
+@pytest.fixture(scope='module')
+def fp64_reference(golden, make_segmentor):
+    """fp64 query logits of the golden images and their post-processed predictions."""
+    seg = make_segmentor(pm='SOM')
+    results = []
     for i, meta in enumerate(golden.meta['images']):
         shape = tuple(meta['ori_shape'])
-        x = golden.image_input(i)[None]
-        ref = reference.predict(x.double(), samples_for([shape]))[0]
-        out = seg.predict(x, samples_for([shape]))[0]
-        agreement = (out.pred_sem_seg.data == ref.pred_sem_seg.data).float().mean()
+        logits = seg.inference(golden.image_input(i)[None].double(), [dict(ori_shape=shape)])
+        results.append((logits[0], seg.postprocess_result(logits, samples_for([shape]))[0]))
+    return results
+
+
+# The README's bounds ("Faithful to the release"), measured on these three images
+# against fp64: logits within 2.6e-7 (fp32), 1.6e-3 (fp16), 2.8e-3 (bf16); probabilities
+# within 1.2e-6, 5.0e-3, 2.4e-2; labels agreeing on 100%, >= 99.978% and >= 99.367% of
+# the pixels of every image.  Bounds: logits and probabilities about 1.5x to 4x the
+# measured error; agreement floors below the worst image.
+@pytest.mark.parametrize('precision,logit_tol,prob_tol,min_agreement', [
+    ('fp32', 4e-7, 4e-6, 1.0), ('fp16', 4e-3, 1e-2, 0.999), ('bf16', 1e-2, 5e-2, 0.99)])
+def test_precisions_agree_with_fp64(golden, make_segmentor, fp64_reference, precision,
+                                    logit_tol, prob_tol, min_agreement):
+    seg = make_segmentor(pm='SOM', precision=precision)
+    assert seg.dtype == sfp.clip.precision_dtype(precision)
+    for i, (ref_logits, ref) in enumerate(fp64_reference):
+        shape = tuple(golden.meta['images'][i]['ori_shape'])
+        logits = seg.inference(golden.image_input(i)[None], [dict(ori_shape=shape)])
+        out = seg.postprocess_result(logits, samples_for([shape]))[0]
+        assert (logits[0].double() - ref_logits).abs().max() <= logit_tol
+        assert (out.seg_logits.data.double() - ref.seg_logits.data).abs().max() <= prob_tol
+        agreement = (out.pred_sem_seg.data == ref.pred_sem_seg.data).double().mean()
         assert agreement >= min_agreement
-        if precision == 'fp32':
-            logits = seg.inference(x, [dict(ori_shape=shape)])[0]
-            ref_logits = reference.inference(x.double(), [dict(ori_shape=shape)])[0]
-            assert (logits.double() - ref_logits).abs().max() <= 1e-4
 
 
 @pytest.mark.parametrize('kwargs,message', [
