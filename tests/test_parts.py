@@ -27,6 +27,7 @@ from sfp.models.detectors import local_outlier_factor
 from sfp.models.postprocess import suppress_small_classes
 
 from .conftest import TINY_CKPT
+from .test_detectors import mitigated_by_hand
 
 
 @pytest.fixture(scope='module')
@@ -90,12 +91,19 @@ class FixedDetector(OutlierDetector):
 
 
 def test_encoder_stays_finite_when_an_outlier_has_no_usable_neighbour(visual):
-    detector = FixedDetector([(0, 0), (0, 1), (1, 0), (1, 1)])
-    encoder = SFPEncoder(visual, detector, enhancer=SemanticAwareAttentionEnhancer(),
-                         integrator=HierarchicalIntegrator())
-    out = encoder(torch.randn(2, 3, 224, 224, dtype=torch.float64))
+    corner = [(0, 0), (0, 1), (1, 0), (1, 1)]  # (0, 0) has no clean neighbour
+    parts = dict(enhancer=SemanticAwareAttentionEnhancer(), integrator=HierarchicalIntegrator())
+    encoder = SFPEncoder(visual, FixedDetector(corner), **parts)
+    images = torch.randn(2, 3, 224, 224, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(0))
+    walk, plain = encoder.walk(images), SFPEncoder(visual, None, **parts).walk(images)
+    for b in range(2):
+        expected = mitigated_by_hand(plain.tokens[b], corner, walk.grid)
+        assert (walk.tokens[b] - expected).abs().max() <= 1e-12
+        assert torch.equal(walk.tokens[b, 1], torch.zeros(visual.width, dtype=torch.float64))
+    out = encoder(images)
     assert torch.isfinite(out.features).all()
-    assert out.outliers.positions(1) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert out.outliers.positions(1) == corner
 
 
 def attention_with_cls_row(cls_row, diag):
