@@ -47,7 +47,8 @@ class RankingDetector(OutlierDetector):
         num_outliers: how many to keep: a fixed count (the release: 10), or ``'auto'``
             for a self-adaptive count (the paper's variant): the patches whose score is
             a robust outlier of the crop's scores, above median + ``auto_z`` x 1.4826 MAD,
-            at most ``auto_max_fraction`` of the patches.
+            at most ``auto_max_fraction`` of the patches (torch's median: for an even
+            count, the lower of the two middle values).
     """
 
     def __init__(self, num_outliers: Union[int, str] = 10, auto_z: float = 3.5,
