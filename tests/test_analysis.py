@@ -69,7 +69,27 @@ def test_walk_and_outliers_match_the_encoder(analysis, image):
     assert result.outliers['SOM'] == out.outliers.positions(0)
     row, col = result.outliers['SOM'][0]
     raw, purified = result.similarity_map(row, col, False), result.similarity_map(row, col)
-    assert raw.shape == (14, 14) and not torch.equal(raw, purified)
+    assert raw.shape == (14, 14)
+    # The guidance block's tokens, purified by hand: each outlier becomes the mean of its
+    # clean 8-neighbours (zero without one); the similarity is the thresholded cosine.
+    tokens = visual.embed(x)
+    for block in visual.blocks[:seg.encoder.pre_guidance_block]:
+        tokens = block(tokens)
+    grid = tokens[0, 1:].view(14, 14, -1)
+    outliers = set(result.outliers['SOM'])
+    hand = grid.clone()
+    for r, c in outliers:
+        clean = [grid[r + dr, c + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1)
+                 if (dr, dc) != (0, 0) and 0 <= r + dr < 14 and 0 <= c + dc < 14
+                 and (r + dr, c + dc) not in outliers]
+        hand[r, c] = torch.stack(clean).mean(0) if clean else 0
+    for source, similarity in ((grid, result.similarity_raw),
+                               (hand, result.similarity_purified)):
+        unit = torch.nn.functional.normalize(source.reshape(196, -1), dim=-1)
+        cosine = unit @ unit.t()
+        expected = torch.where(cosine >= seg.encoder.similarity_threshold, cosine, 0)
+        assert torch.allclose(similarity.double(), expected, atol=1e-6)
+    assert not torch.equal(raw, purified)
     # Every (non-zero) token is fully similar to itself, before and after purification.
     assert torch.allclose(result.similarity_purified.diagonal(), torch.ones(196))
     assert np.isclose(float(result.similarity_raw.diagonal().min()), 1.0)
