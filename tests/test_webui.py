@@ -256,8 +256,9 @@ def test_awkward_uploads_are_segmented(demo, tmp_path, kind, size):
 
 
 def test_bad_settings_are_refused(demo):
-    with pytest.raises(InputError, match="method 'maskclip' is not available; choose from sfp"):
-        demo.run(str(CAMVID_IMAGE), Settings(method='maskclip'))
+    with pytest.raises(InputError, match="method 'maskclp' is not available; choose from "
+                                         "clearclip, clip, maskclip, naclip, scclip, sclip, sfp"):
+        demo.run(str(CAMVID_IMAGE), Settings(method='maskclp'))
     with pytest.raises(InputError, match='detector .* is unknown'):
         demo.run(str(CAMVID_IMAGE), Settings(pm='nope'))
     with pytest.raises(InputError, match='upload an image'):
