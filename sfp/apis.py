@@ -68,7 +68,8 @@ class Preset:
         display_names: the dataset's own class names (VOC's class 0 is "background", not
             its first synonym), for legends and tables.
         model_kwargs: the method's released setting on it (window, thresholds, PAMR ...),
-            as its config ``configs/<method>/<method>_vit-b16_<name>.py`` gives it.
+            as its config ``configs/<method>/<method>_vit-b16_<name>.py`` gives it (its
+            base config's defaults included).
         short_side: the short side its images are resized to.
     """
 
@@ -90,7 +91,7 @@ def load_preset(name: str, method: str = 'sfp') -> Preset:
     # Presets are the released class files, kept as they are (see parse_class_names).
     classes = read_class_names(model.pop('name_path', benchmark.class_file),
                                allow_duplicates=True)
-    model.pop('allow_duplicate_names', None)
+    model['allow_duplicate_names'] = True
     return Preset(name=name, classes=classes,
                   display_names=dataset_class_names(benchmark.dataset_type, classes),
                   model_kwargs=model, short_side=short_side)
@@ -135,29 +136,34 @@ def resolve_vocabulary(vocabulary: Vocabulary) -> List[List[str]]:
     return classes
 
 
+def vocabulary_setting(vocabulary: Vocabulary, method: str = 'sfp') -> Preset:
+    """Classes, names and model setting of a vocabulary for a method: a preset's own
+    (:func:`load_preset`: the method's released setting on that benchmark, its class file
+    kept as released, repeated names included); else the vocabulary's classes, their
+    first synonyms as names, and the method's base config (:func:`method_defaults`)."""
+    if is_preset(vocabulary):
+        return load_preset(str(vocabulary), method)
+    classes = resolve_vocabulary(vocabulary)
+    return Preset(name=str(vocabulary), classes=classes,
+                  display_names=[synonyms[0] for synonyms in classes],
+                  model_kwargs=method_defaults(method))
+
+
 def init_segmentor(clip_path: str = 'ViT-B/16', vocabulary: Vocabulary = 'voc21',
                    device: Union[str, torch.device, None] = None,
                    precision: Optional[str] = None, return_probs: bool = False,
                    method: str = 'sfp', **kwargs) -> SFPSegmentor:
     """A segmentor running ``method`` for a vocabulary (see :func:`resolve_vocabulary`).
 
-    Its arguments are the method's base config, then, for a preset vocabulary, the
-    method's released setting on that benchmark (:func:`load_preset`; the class file kept
-    as released, repeated names included), then ``kwargs``.  ``return_probs=True`` also
-    keeps each image's class probabilities at full resolution (``seg_logits``, classes x
-    H x W in float32: 4.5 GiB for an 8-megapixel image and 150 classes); by default only
-    the label maps are kept.
+    Its arguments are those of :func:`vocabulary_setting`, then ``kwargs``.
+    ``return_probs=True`` also keeps each image's class probabilities at full resolution
+    (``seg_logits``, classes x H x W in float32: 4.5 GiB for an 8-megapixel image and 150
+    classes); by default only the label maps are kept.
     """
-    settings = method_defaults(method)
-    if is_preset(vocabulary):
-        preset = load_preset(str(vocabulary), method)
-        classes = preset.classes
-        settings.update(preset.model_kwargs, allow_duplicate_names=True)
-    else:
-        classes = resolve_vocabulary(vocabulary)
-    settings.update(kwargs)
-    return SFPSegmentor(clip_path=clip_path, name_path=classes, device=device,
-                        precision=precision, return_probs=return_probs, **settings)
+    setting = vocabulary_setting(vocabulary, method)
+    return SFPSegmentor(clip_path=clip_path, name_path=setting.classes, device=device,
+                        precision=precision, return_probs=return_probs,
+                        **dict(setting.model_kwargs, **kwargs))
 
 
 def is_preset(vocabulary: Vocabulary) -> bool:
@@ -195,7 +201,7 @@ def as_bgr_uint8(image: np.ndarray, name: str = 'image') -> np.ndarray:
     return np.ascontiguousarray(image.astype(np.uint8))
 
 
-def prepare_image(image_bgr: np.ndarray, short_side: int = 336,
+def prepare_image(image_bgr: np.ndarray, short_side: int = DEFAULT_SHORT_SIDE,
                   max_long_side: int = 2048) -> torch.Tensor:
     """Resize like the benchmarks' pipeline (mmseg ``Resize(scale=(2048, short_side),
     keep_ratio=True)``) -> (3, h, w) uint8 BGR tensor."""
@@ -205,7 +211,7 @@ def prepare_image(image_bgr: np.ndarray, short_side: int = 336,
 
 
 def segment_images(segmentor: SFPSegmentor, images_bgr: Sequence[np.ndarray],
-                   short_side: int = 336) -> List[SegDataSample]:
+                   short_side: int = DEFAULT_SHORT_SIDE) -> List[SegDataSample]:
     """Segment images (see :func:`as_bgr_uint8` for the forms taken); predictions come
     at each image's own size."""
     inputs, samples = [], []

@@ -35,10 +35,8 @@ from sfp.apis import (  # noqa: E402
     DEFAULT_SHORT_SIDE,
     PRESETS,
     available_methods,
-    load_preset,
-    method_defaults,
-    resolve_vocabulary,
     segment_images,
+    vocabulary_setting,
 )
 from sfp.clip import CheckpointError  # noqa: E402
 from sfp.datasets import read_image  # noqa: E402
@@ -134,20 +132,13 @@ def parse_args(argv=None):
 
 def resolve_settings(args):
     """Classes, legend names and the model setting (short side included): options over
-    the method's preset over the method's defaults."""
-    if args.vocab in PRESETS:
-        preset = load_preset(args.vocab, args.method)
-        classes, names = preset.classes, preset.display_names
-        settings = dict(method_defaults(args.method), **preset.model_kwargs,
-                        short_side=preset.short_side, allow_duplicate_names=True)
-    else:
-        classes = resolve_vocabulary(args.vocab)
-        names = [synonyms[0] for synonyms in classes]
-        settings = dict(method_defaults(args.method), short_side=DEFAULT_SHORT_SIDE)
+    the method's preset over the method's defaults (see ``vocabulary_setting``)."""
+    setting = vocabulary_setting(args.vocab, args.method)
+    settings = dict(setting.model_kwargs, short_side=setting.short_side)
     for key in OVERRIDES:
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    return classes, names, settings
+    return setting.classes, setting.display_names, settings
 
 
 def main(argv=None) -> int:
