@@ -219,7 +219,7 @@ def test_logit_map_equals_upsampling_and_averaging_every_crop(size, ori):
     """The factored map against the release's way, written out: resize each crop's grid to
     its window, sum the windows, divide by the coverage count, resize to the image."""
     torch.manual_seed(0)
-    layout = SlidingWindowLayout.build(*size, crop=224, stride=112, patch_size=16)
+    layout = SlidingWindowLayout.build(*size, crop=224, stride=112, cell=16)
     canvas = torch.randn(5, *layout.canvas_shape, dtype=torch.float64)
     total = torch.zeros(5, *size, dtype=torch.float64)
     count = torch.zeros(1, *size, dtype=torch.float64)

@@ -9,7 +9,7 @@ mitigation, the projection into CLIP's joint space) is here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -42,12 +42,17 @@ class EncoderOutput:
     Attributes:
         features: (B, N, D) patch features in CLIP's joint space (not normalised).
         outliers: outliers found at the detection block (None without a detector).
-        grid: patch grid (rows, cols).
+        grid: grid (rows, cols) of the features, N = rows * cols: the CLIP patch grid, or
+            a method's own (ProxyCLIP's features sit on its VFM's grid).
+        logits: (B, Q, rows, cols) query logits when the method computes its own (CASS
+            adjusts the text per crop; CLIPtrase votes within regions); None means the
+            cosine of ``features`` with the query features, which the segmentor takes.
     """
 
     features: torch.Tensor
     outliers: Optional[Outliers]
     grid: Tuple[int, int]
+    logits: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -95,6 +100,10 @@ class MethodEncoder(nn.Module):
 
     #: Whether the method purifies when the segmentor's ``purify`` is left unset.
     purify_by_default = False
+    #: Whether the method reads the vocabulary: the segmentor then passes its
+    #: ``query_features`` (Q, D), L2-normalised, and ``query_idx`` (Q,) (class of each
+    #: query) to the constructor (ResCLIP's first pass, CASS's text adjustment).
+    uses_vocabulary = False
     #: Materialise every walked block's attention weights, as the releases do (no fused
     #: kernel); same results, only slower.  For side-by-side timing with a release.
     materialise_all_attention = False
@@ -142,6 +151,27 @@ class MethodEncoder(nn.Module):
     def last_block(self) -> nn.Module:
         return self.visual.blocks[self.visual.num_blocks - 1]
 
+    @property
+    def logit_stride(self) -> int:
+        """Input pixels per cell of the method's output grid (CLIP's patch size; a method
+        whose features sit on another grid says so here)."""
+        return self.visual.patch_size
+
+    def working_set(self, height: int, width: int) -> int:
+        """An estimate, in elements, of one crop's peak working memory: tokens and MLP
+        activations of a block, the materialised attention of a block, the N x N
+        guidance matrices.  The segmentor sizes crop batches from it."""
+        rows, cols = self.visual.grid_size(height, width)
+        n = rows * cols + 1
+        return n * self.visual.width * 12 + 2 * self.visual.heads * n * n + 6 * n * n
+
+    def image_context(self, image: torch.Tensor) -> Any:
+        """What the method needs from a whole (3, H, W) image before its crops are encoded
+        (None: nothing).  The segmentor calls it once per image and hands the result to
+        :meth:`forward` with each of that image's crops (CASS: the whole image's global
+        vector and its seeded random generator)."""
+        return None
+
     def _wants_attention(self, block: int) -> bool:
         if self.materialise_all_attention:
             return True
@@ -184,8 +214,11 @@ class MethodEncoder(nn.Module):
         projected with ln_post and the visual projection."""
         raise NotImplementedError
 
-    def forward(self, images: torch.Tensor) -> EncoderOutput:
-        """Encode a batch of equally sized crops (B, 3, H, W), CLIP-normalised."""
+    def forward(self, images: torch.Tensor,
+                contexts: Optional[Sequence[Any]] = None) -> EncoderOutput:
+        """Encode a batch of equally sized crops (B, 3, H, W), CLIP-normalised;
+        ``contexts`` holds the :meth:`image_context` of each crop's image (None when the
+        crops are encoded on their own)."""
         walk = self.walk(images)
         return EncoderOutput(self.visual.project(self.head(walk)), walk.outliers, walk.grid)
 

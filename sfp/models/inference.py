@@ -55,24 +55,29 @@ class SlidingWindowLayout:
     col_pads: Optional[Tuple[Span, ...]] = None
 
     @classmethod
-    def build(cls, height: int, width: int, crop: int, stride: int, patch_size: int,
-              pad_to_patches: bool = False) -> SlidingWindowLayout:
-        """Without ``pad_to_patches`` the patch convolution drops a window's remainder
-        pixels; with it (ClearCLIP's release) a window is padded to whole patches, the
+    def build(cls, height: int, width: int, crop: int, stride: int, cell: int,
+              pad_to: int = 0) -> SlidingWindowLayout:
+        """A window's logits sit on a grid of ``cell``-pixel cells (the patch size, or a
+        method's own output stride).  Without ``pad_to`` the patch convolution drops a
+        window's remainder pixels; with it a window is zero-padded to a multiple of
+        ``pad_to`` pixels (ClearCLIP's release: the patch size; ProxyCLIP's: 56), the
         floor half of the padding before it and the rest after."""
         rows, cols = window_spans(height, crop, stride), window_spans(width, crop, stride)
-        if not pad_to_patches:
+        if not pad_to:
             return cls(height, width, tuple(rows), tuple(cols),
-                       tuple((e - s) // patch_size for s, e in rows),
-                       tuple((e - s) // patch_size for s, e in cols))
+                       tuple((e - s) // cell for s, e in rows),
+                       tuple((e - s) // cell for s, e in cols))
 
         def pads(spans: List[Span]) -> Tuple[Span, ...]:
-            total = [-(e - s) % patch_size for s, e in spans]
+            total = [-(e - s) % pad_to for s, e in spans]
             return tuple((p // 2, p - p // 2) for p in total)
 
-        return cls(height, width, tuple(rows), tuple(cols),
-                   tuple(-(-(e - s) // patch_size) for s, e in rows),
-                   tuple(-(-(e - s) // patch_size) for s, e in cols), pads(rows), pads(cols))
+        def cells(spans: List[Span]) -> Tuple[int, ...]:
+            return tuple((e - s + before + after) // cell
+                         for (s, e), (before, after) in zip(spans, pads(spans)))
+
+        return cls(height, width, tuple(rows), tuple(cols), cells(rows), cells(cols),
+                   pads(rows), pads(cols))
 
     @property
     def canvas_shape(self) -> Tuple[int, int]:

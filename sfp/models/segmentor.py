@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -93,8 +93,9 @@ class SFPSegmentor(BaseSegmentor):
             to the original size.
         pad_crops: in sliding mode, zero-pad (in normalised space) a window whose side is
             not a multiple of the patch size to whole patches, upsample its logits to
-            the padded size and cut the padding off (ClearCLIP's release); by default
-            the patch convolution drops the remainder pixels.
+            the padded size and cut the padding off (ClearCLIP's release); an int pads
+            to a multiple of that many pixels instead (ProxyCLIP's 56); by default the
+            patch convolution drops the remainder pixels.
         text_cache: cache the query features on disk (see
             :func:`sfp.text.build_query_features`), keyed by the checkpoint file; with a
             loaded ``clip_path``, the checkpoint file it was loaded from (else no cache).
@@ -128,7 +129,7 @@ class SFPSegmentor(BaseSegmentor):
                  encoder: Optional[dict] = None,
                  encoder_cfg: Optional[dict] = None,
                  resize_via_input: bool = False,
-                 pad_crops: bool = False,
+                 pad_crops: Union[bool, int] = False,
                  text_cache: Union[bool, str, Path] = True,
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
@@ -137,7 +138,7 @@ class SFPSegmentor(BaseSegmentor):
         _check_arguments(prob_thd=prob_thd, logit_scale=logit_scale, slide_crop=slide_crop,
                          slide_stride=slide_stride, area_thd=area_thd,
                          crop_batch_size=crop_batch_size, pamr_steps=pamr_steps,
-                         memory_budget_mb=memory_budget_mb)
+                         memory_budget_mb=memory_budget_mb, pad_crops=pad_crops)
         # Built here, from mmseg's registry, so that it works outside mmseg's default scope.
         preprocessor_cfg = data_preprocessor or dict(type=SFPDataPreProcessor.__name__)
         super().__init__(data_preprocessor=MODELS.build(preprocessor_cfg), init_cfg=init_cfg)
@@ -167,6 +168,8 @@ class SFPSegmentor(BaseSegmentor):
         self.class_names = [names[0] for names in classes]
         query_features, query_idx = build_query_features(
             model, classes, templates, checkpoint=_cache_key(text_cache, checkpoint))
+        if encoder_type.uses_vocabulary:
+            parts.update(query_features=query_features.to(dtype), query_idx=query_idx)
         self.encoder = build_from_registry(ENCODERS, dict(parts, visual=model.visual.to(dtype)),
                                            'encoder')
         del model
@@ -208,16 +211,11 @@ class SFPSegmentor(BaseSegmentor):
 
     def crops_per_batch(self, size: Tuple[int, int]) -> int:
         """Crops of ``size`` encoded together: ``crop_batch_size``, or as many as fit the
-        memory budget by an estimate of one crop's peak working set (tokens and MLP
-        activations of a block, the materialised attention of the detection block, the
-        N x N guidance matrices)."""
+        memory budget by the encoder's estimate of one crop's peak working set
+        (:meth:`~sfp.models.encoder.MethodEncoder.working_set`)."""
         if self.crop_batch_size is not None:
             return self.crop_batch_size
-        visual = self.encoder.visual
-        rows, cols = visual.grid_size(*size)
-        n = rows * cols + 1
-        elements = n * visual.width * 12 + 2 * visual.heads * n * n + 6 * n * n
-        per_crop = elements * torch.finfo(self.compute_dtype).bits // 8
+        per_crop = self.encoder.working_set(*size) * torch.finfo(self.compute_dtype).bits // 8
         device = self.query_features.device
         if self.memory_budget_mb is not None:
             budget = self.memory_budget_mb * 2 ** 20
@@ -227,10 +225,19 @@ class SFPSegmentor(BaseSegmentor):
             budget = 2048 * 2 ** 20
         return int(max(1, min(512, budget // per_crop)))
 
-    def grid_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, h, w) equally sized images -> (B, Q, rows, cols) patch-grid logits."""
-        out = self.encoder(images.to(self.dtype))
-        return patch_logits(out.features, self.query_features, out.grid).to(self.compute_dtype)
+    def grid_logits(self, images: torch.Tensor,
+                    contexts: Optional[Sequence[Any]] = None) -> torch.Tensor:
+        """(B, 3, h, w) equally sized crops -> (B, Q, rows, cols) logits on the method's
+        output grid; ``contexts``: each crop's image context (see
+        :meth:`~sfp.models.encoder.MethodEncoder.image_context`)."""
+        out = self.encoder(images.to(self.dtype), contexts)
+        logits = out.logits if out.logits is not None else \
+            patch_logits(out.features, self.query_features, out.grid)
+        return logits.to(self.compute_dtype)
+
+    def image_contexts(self, images: Sequence[torch.Tensor]) -> List[Any]:
+        """The encoder's context of each whole image (None for most methods)."""
+        return [self.encoder.image_context(img.to(self.dtype)) for img in images]
 
     def slide_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
         """Sliding-window logits of each image, at its input size.
@@ -240,9 +247,11 @@ class SFPSegmentor(BaseSegmentor):
         image's canvas; upsampling and averaging the windows are folded into the
         returned :class:`LogitMap`.
         """
-        patch = self.encoder.visual.patch_size
+        stride = self.encoder.logit_stride
+        pad_to = stride if self.pad_crops is True else int(self.pad_crops)
         layouts = [SlidingWindowLayout.build(*img.shape[-2:], self.slide_crop, self.slide_stride,
-                                             patch, self.pad_crops) for img in images]
+                                             stride, pad_to) for img in images]
+        contexts = self.image_contexts(images)
         canvases = [img.new_zeros((self.num_queries, *layout.canvas_shape),
                                   dtype=self.compute_dtype)
                     for img, layout in zip(images, layouts)]
@@ -256,13 +265,15 @@ class SFPSegmentor(BaseSegmentor):
                 chunk = jobs[start:start + step]
                 crops = torch.stack([layouts[i].crop(images[i], r, c)
                                      for i, r, c, _ in chunk])
-                for (i, r, c, _), grid in zip(chunk, self.grid_logits(crops)):
+                grids = self.grid_logits(crops, [contexts[i] for i, *_ in chunk])
+                for (i, r, c, _), grid in zip(chunk, grids):
                     canvases[i][(slice(None), *layouts[i].block(r, c))] = grid
         return [layout.logit_map(canvas) for layout, canvas in zip(layouts, canvases)]
 
     def whole_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
         """Logits of each image encoded whole, at the size of its patch grid."""
         results: List[Optional[LogitMap]] = [None] * len(images)
+        contexts = self.image_contexts(images)
         by_shape: Dict[tuple, List[int]] = defaultdict(list)
         for i, img in enumerate(images):
             by_shape[tuple(img.shape)].append(i)
@@ -270,7 +281,8 @@ class SFPSegmentor(BaseSegmentor):
             step = self.crops_per_batch(shape[-2:])
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
-                grids = self.grid_logits(torch.stack([images[i] for i in chunk]))
+                grids = self.grid_logits(torch.stack([images[i] for i in chunk]),
+                                         [contexts[i] for i in chunk])
                 for i, grid in zip(chunk, grids):
                     results[i] = LogitMap.from_grid(grid)
                     if self.resize_via_input:
@@ -411,6 +423,8 @@ def _check_arguments(**values) -> None:
                             'None (sized to the memory budget) or a positive int'),
         'pamr_steps': (lambda v: isinstance(v, int) and v >= 0, 'a non-negative int'),
         'memory_budget_mb': (lambda v: v is None or v > 0, 'None or a positive number'),
+        'pad_crops': (lambda v: isinstance(v, bool) or isinstance(v, int) and v > 0,
+                      'a bool or a positive int (the multiple to pad crops to)'),
     }
     for name, value in values.items():
         ok, expected = rules[name]

@@ -1,0 +1,174 @@
+"""DINO's ViT (Caron et al., ICCV 2021) as plain PyTorch modules.
+
+Parameter names follow DINO's released checkpoints (``cls_token``, ``pos_embed``,
+``patch_embed.proj.*``, ``blocks.N.norm1.*``, ``blocks.N.attn.qkv.*`` ...), so those plain
+state dicts load with ``strict=True``; the architecture (width, depth, heads, MLP width,
+patch size, training resolution) is read from the keys.  The positional embedding is
+resized with DINO's own recipe, which is the one CLIP's tower here uses too
+(:func:`sfp.clip.model.resize_patch_pos_embed`: bicubic with the ``(n + 0.1) / N`` scale
+factor).  timm also ships these ViTs, but resizes positional embeddings to an explicit
+size, which samples other positions, so DINO's numbers would not reproduce.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..clip.model import resize_patch_pos_embed
+
+#: ImageNet's normalisation, DINO's own pipeline (on 0..1 RGB).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in at least float32, then cast back (half-precision towers)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        compute = torch.promote_types(x.dtype, torch.float32)
+        return F.layer_norm(x.to(compute), self.normalized_shape, self.weight.to(compute),
+                            self.bias.to(compute), self.eps).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """DINO's attention: packed ``qkv`` (with bias), ``proj``."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f'width {width} is not divisible by heads {heads}')
+        self.num_heads = heads
+        self.head_dim = width // heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def project_qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, L, C) -> q, k, v each (B, heads, L, head_dim)."""
+        b, n, _ = x.shape
+        qkv = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return qkv[0], qkv[1], qkv[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.project_qkv(x)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, L, head_dim)
+        return self.proj(out.transpose(1, 2).flatten(2))
+
+
+class Mlp(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = nn.GELU()  # exact (erf) GELU, as DINO trained
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
+    def __init__(self, width: int, heads: int, mlp_width: int, eps: float = 1e-6):
+        super().__init__()
+        self.norm1 = LayerNorm(width, eps=eps)
+        self.attn = Attention(width, heads)
+        self.norm2 = LayerNorm(width, eps=eps)
+        self.mlp = Mlp(width, mlp_width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, patch_size: int, width: int):
+        super().__init__()
+        self.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
+
+
+class DINOVisionTransformer(nn.Module):
+    """DINO's ViT backbone (no projection head); it honours
+    :class:`sfp.vfm.interface.VFMTower`.
+
+    Args:
+        patch_size: pixels per patch side (8 or 16 for the released models).
+        width: token channels (384 for ViT-S, 768 for ViT-B).
+        depth: number of blocks.
+        heads: attention heads per block.
+        mlp_width: hidden width of the MLPs (4 x width in the released models).
+        input_resolution: the square side the positional embedding was trained at.
+        eps: LayerNorm epsilon (1e-6).
+    """
+
+    num_prefix_tokens = 1
+    mean = IMAGENET_MEAN
+    std = IMAGENET_STD
+
+    def __init__(self, patch_size: int = 16, width: int = 768, depth: int = 12,
+                 heads: int = 12, mlp_width: int = 3072, input_resolution: int = 224,
+                 eps: float = 1e-6):
+        super().__init__()
+        self.patch_size = patch_size
+        self.width = width
+        self.num_heads = heads
+        self.input_resolution = input_resolution
+        self.patch_embed = PatchEmbed(patch_size, width)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, (input_resolution // patch_size) ** 2 + 1, width))
+        self.blocks = nn.ModuleList([Block(width, heads, mlp_width, eps) for _ in range(depth)])
+        self.norm = LayerNorm(width, eps=eps)
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Dict[str, torch.Tensor],
+                        heads: int = 0) -> DINOVisionTransformer:
+        """A tower shaped like a checkpoint with DINO's key names, its weights loaded.
+
+        ``heads`` is not stored in the weights: by default 64-channel heads, as every
+        released DINO ViT (ViT-S/8, S/16: 6 heads; ViT-B/8, B/16: 12)."""
+        width = state_dict['cls_token'].shape[-1]
+        depth = 1 + max(int(k.split('.')[1]) for k in state_dict if k.startswith('blocks.'))
+        num_patches = state_dict['pos_embed'].shape[1] - 1
+        side = math.isqrt(num_patches)
+        patch_size = state_dict['patch_embed.proj.weight'].shape[-1]
+        model = cls(patch_size=patch_size, width=width, depth=depth,
+                    heads=heads or max(1, width // 64),
+                    mlp_width=state_dict['blocks.0.mlp.fc1.weight'].shape[0],
+                    input_resolution=side * patch_size)
+        model.load_state_dict(state_dict, strict=True)
+        return model
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    def grid_size(self, height: int, width: int) -> Tuple[int, int]:
+        return height // self.patch_size, width // self.patch_size
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) ImageNet-normalised -> (B, 1 + rows*cols, C), CLS first."""
+        x = self.patch_embed.proj(images.to(self.cls_token.dtype))  # (B, C, rows, cols)
+        rows, cols = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        pos = resize_patch_pos_embed(self.pos_embed[0], rows, cols)
+        return torch.cat([cls, x], dim=1) + pos
+
+    def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.norm(tokens)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """All tokens (B, 1 + N, C) after the last block and the final norm (DINO's
+        ``get_intermediate_layers(x)[0]``)."""
+        x = self.embed(images)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, N, C): :meth:`forward` without the CLS token."""
+        return self(images)[:, self.num_prefix_tokens:]
