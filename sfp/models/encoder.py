@@ -45,14 +45,20 @@ class EncoderOutput:
         grid: grid (rows, cols) of the features, N = rows * cols: the CLIP patch grid, or
             a method's own (ProxyCLIP's features sit on its VFM's grid).
         logits: (B, Q, rows, cols) query logits when the method computes its own (CASS
-            adjusts the text per crop; CLIPtrase votes within regions); None means the
-            cosine of ``features`` with the query features, which the segmentor takes.
+            adjusts the text per crop; CLIPtrase multiplies by the CLS logits on VOC20);
+            None means the cosine of ``features`` with the query features, which the
+            segmentor takes.
+        labels: (B, H, W) class of every pixel of each (H, W) crop when the method decides
+            the labels itself (CLIPtrase's vote within regions), else None.  The
+            segmentor's ``predict`` then counts these votes over the windows instead of
+            taking the argmax of the logits (see ``MethodEncoder.decides_labels``).
     """
 
     features: torch.Tensor
     outliers: Optional[Outliers]
     grid: Tuple[int, int]
     logits: Optional[torch.Tensor] = None
+    labels: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -107,6 +113,10 @@ class MethodEncoder(nn.Module):
     #: Materialise every walked block's attention weights, as the releases do (no fused
     #: kernel); same results, only slower.  For side-by-side timing with a release.
     materialise_all_attention = False
+    #: Whether the encoder returns each crop's labels (``EncoderOutput.labels``): its own
+    #: decision at the crop's pixels, which the segmentor's ``predict`` takes over the
+    #: argmax of the logits (CLIPtrase's region vote).
+    decides_labels = False
 
     def __init__(self,
                  visual: VisionTransformer,
@@ -252,10 +262,22 @@ class LastBlockAttentionEncoder(MethodEncoder):
         attention output (B, heads, 1 + N, head_dim), before out_proj."""
         raise NotImplementedError
 
-    def head(self, walk: BlockWalk) -> torch.Tensor:
+    def attention_weights(self, block: nn.Module, hidden: torch.Tensor,
+                          grid: Tuple[int, int]) -> Optional[torch.Tensor]:
+        """The (B, heads, 1 + N, 1 + N) weights of :meth:`attention`, for a method whose
+        weights read the values themselves (CLIPtrase's v-v term).  None (every other
+        method): :mod:`sfp.analysis` reads them by running :meth:`attention` with the
+        identity as values."""
+        return None
+
+    def block_output(self, walk: BlockWalk) -> torch.Tensor:
+        """The method's last block on the walked tokens: (B, 1 + N, C), CLS first."""
         block, x = self.last_block, walk.tokens
         out = block.attn.merge_heads(self.attention(block, block.ln_1(x), walk.grid))
         if self.keep_residual:
             out = x + out
             out = out + block.mlp(block.ln_2(out))
-        return out[:, 1:]
+        return out
+
+    def head(self, walk: BlockWalk) -> torch.Tensor:
+        return self.block_output(walk)[:, 1:]
