@@ -103,6 +103,23 @@ class SlidingWindowLayout:
             return window
         return F.pad(window, (*self.col_pads[c], *self.row_pads[r]))
 
+    def uncrop(self, x: torch.Tensor, r: int, c: int) -> torch.Tensor:
+        """A (..., h, w) map over window (r, c) as :meth:`crop` gives it, without the
+        padding: (..., y2 - y1, x2 - x1)."""
+        if self.row_pads is None:
+            return x
+        (y1, y2), (x1, x2) = self.row_spans[r], self.col_spans[c]
+        top, left = self.row_pads[r][0], self.col_pads[c][0]
+        return x[..., top:top + y2 - y1, left:left + x2 - x1]
+
+    @property
+    def max_coverage(self) -> int:
+        """The most windows covering one pixel."""
+        def most(spans: Tuple[Span, ...]) -> int:
+            return max(sum(s <= start < e for s, e in spans) for start, _ in spans)
+
+        return most(self.row_spans) * most(self.col_spans)
+
     def logit_map(self, canvas: torch.Tensor) -> LogitMap:
         """The image's logits from its (Q, *canvas_shape) canvas: every crop upsampled
         bilinearly to its window, overlapping windows averaged."""

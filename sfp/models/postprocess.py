@@ -3,11 +3,12 @@
 :func:`postprocess_logits` works on dense logits at the output size;
 :func:`postprocess_logit_map` gives the same result from a factored
 :class:`~sfp.models.logit_map.LogitMap`, producing full-resolution rows a band at a time
-so that a large image never holds more than a band of them at once.
+so that a large image never holds more than a band of them at once;
+:func:`postprocess_class_map` does the same for a map of class probabilities.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -80,19 +81,40 @@ def postprocess_logit_map(logits: LogitMap, query_idx: torch.Tensor, num_classes
     Returns probabilities (C, H, W) (None unless ``return_probs``) and labels (1, H, W).
     The area threshold needs whole-image counts, so it costs a second pass.
     """
+    def to_probs(band: torch.Tensor) -> torch.Tensor:
+        return class_probabilities(band, query_idx, num_classes, logit_scale)
+
+    return _postprocess_bands(logits, to_probs, num_classes, prob_thd, area_thd, return_probs,
+                              max_elements)
+
+
+def postprocess_class_map(probs: LogitMap, prob_thd: float = 0.0,
+                          area_thd: Optional[float] = None, return_probs: bool = True,
+                          max_elements: int = 1 << 24
+                          ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+    """:func:`postprocess_logit_map` of a map that holds class probabilities already (a
+    method's label votes, see :class:`~sfp.models.label_votes.LabelVotes`): no softmax,
+    no synonym max; the same thresholds and argmax."""
+    return _postprocess_bands(probs, lambda band: band, probs.grid.shape[0], prob_thd,
+                              area_thd, return_probs, max_elements)
+
+
+def _postprocess_bands(logits: LogitMap, to_probs: Callable[[torch.Tensor], torch.Tensor],
+                       num_classes: int, prob_thd: float, area_thd: Optional[float],
+                       return_probs: bool, max_elements: int
+                       ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
     height, width = logits.size
     device = logits.grid.device
     keep = None
     if area_thd is not None:
         counts = torch.zeros(num_classes, dtype=torch.long, device=device)
         for _, band in logits.row_bands(max_elements):
-            probs = class_probabilities(band, query_idx, num_classes, logit_scale)
-            counts += torch.bincount(probs.argmax(0).flatten(), minlength=num_classes)
+            counts += torch.bincount(to_probs(band).argmax(0).flatten(), minlength=num_classes)
         keep = small_class_mask(counts, area_thd).to(logits.grid.dtype).view(-1, 1, 1)
     labels = torch.empty((1, height, width), dtype=torch.long, device=device)
     all_probs = (logits.grid.new_empty((num_classes, height, width)) if return_probs else None)
     for rows, band in logits.row_bands(max_elements):
-        probs = class_probabilities(band, query_idx, num_classes, logit_scale)
+        probs = to_probs(band)
         if keep is not None:
             probs *= keep
         labels[:, rows] = label_map(probs, prob_thd)

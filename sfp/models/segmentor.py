@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -22,15 +23,30 @@ from .detectors import build_detector
 from .enhancer import SemanticAwareAttentionEnhancer
 from .inference import SlidingWindowLayout, patch_logits
 from .integrator import HierarchicalIntegrator
+from .label_votes import LabelVotes
 from .logit_map import LogitMap
 from .pamr import PAMR
-from .postprocess import postprocess_logit_map, postprocess_logits
+from .postprocess import postprocess_class_map, postprocess_logit_map, postprocess_logits
 
 ImageBatch = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
 def default_device() -> torch.device:
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+@dataclass
+class ImageMaps:
+    """What the crops of one image give, before the final resize.
+
+    Attributes:
+        logits: its query logits, factored (see :meth:`SFPSegmentor.coarse_logits`).
+        votes: the label votes of its windows at its input size, for a method that
+            decides labels itself (``MethodEncoder.decides_labels``), else None.
+    """
+
+    logits: LogitMap
+    votes: Optional[LabelVotes] = None
 
 
 def _check_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -188,6 +204,10 @@ class SFPSegmentor(BaseSegmentor):
         self.resize_via_input = resize_via_input
         self.pad_crops = pad_crops
         self.pamr = PAMR(pamr_steps, dilations=pamr_stride) if pamr_steps > 0 else None
+        if self.pamr is not None and self.encoder.decides_labels:
+            raise ValueError(f'pamr_steps = {pamr_steps}: PAMR refines logits, but '
+                             f'{type(self.encoder).__name__} decides the labels itself (its '
+                             f'vote); set pamr_steps=0')
         self.data_preprocessor.to(device)
 
     @property
@@ -225,27 +245,40 @@ class SFPSegmentor(BaseSegmentor):
             budget = 2048 * 2 ** 20
         return int(max(1, min(512, budget // per_crop)))
 
-    def grid_logits(self, images: torch.Tensor,
-                    contexts: Optional[Sequence[Any]] = None) -> torch.Tensor:
+    def encode_crops(self, images: torch.Tensor, contexts: Optional[Sequence[Any]] = None
+                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(B, 3, h, w) equally sized crops -> (B, Q, rows, cols) logits on the method's
-        output grid; ``contexts``: each crop's image context (see
+        output grid and, from a method that decides labels itself, (B, h, w) labels (else
+        None); ``contexts``: each crop's image context (see
         :meth:`~sfp.models.encoder.MethodEncoder.image_context`)."""
         out = self.encoder(images.to(self.dtype), contexts)
         logits = out.logits if out.logits is not None else \
             patch_logits(out.features, self.query_features, out.grid)
-        return logits.to(self.compute_dtype)
+        return logits.to(self.compute_dtype), out.labels
+
+    def grid_logits(self, images: torch.Tensor,
+                    contexts: Optional[Sequence[Any]] = None) -> torch.Tensor:
+        """The logits of :meth:`encode_crops`."""
+        return self.encode_crops(images, contexts)[0]
 
     def image_contexts(self, images: Sequence[torch.Tensor]) -> List[Any]:
         """The encoder's context of each whole image (None for most methods)."""
         return [self.encoder.image_context(img.to(self.dtype)) for img in images]
 
-    def slide_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
-        """Sliding-window logits of each image, at its input size.
+    def _empty_votes(self, image: torch.Tensor, max_votes: int) -> Optional[LabelVotes]:
+        if not self.encoder.decides_labels:
+            return None
+        return LabelVotes.empty(self.num_classes, tuple(image.shape[-2:]), max_votes,
+                                image.device)
+
+    def slide_maps(self, images: Sequence[torch.Tensor]) -> List[ImageMaps]:
+        """Sliding-window logits (and label votes) of each image, at its input size.
 
         The crops of all images are encoded together, ``crops_per_batch`` at a time (crops
         of one size per batch).  Each crop's patch-grid logits go to its block of the
         image's canvas; upsampling and averaging the windows are folded into the
-        returned :class:`LogitMap`.
+        returned :class:`LogitMap`.  A method's own labels of a crop are counted at the
+        window's pixels.
         """
         stride = self.encoder.logit_stride
         pad_to = stride if self.pad_crops is True else int(self.pad_crops)
@@ -255,6 +288,8 @@ class SFPSegmentor(BaseSegmentor):
         canvases = [img.new_zeros((self.num_queries, *layout.canvas_shape),
                                   dtype=self.compute_dtype)
                     for img, layout in zip(images, layouts)]
+        votes = [self._empty_votes(img, layout.max_coverage)
+                 for img, layout in zip(images, layouts)]
         by_size: Dict[Tuple[int, int], list] = defaultdict(list)
         for i, layout in enumerate(layouts):
             for r, c, (y1, y2, x1, x2) in layout.windows():
@@ -265,14 +300,19 @@ class SFPSegmentor(BaseSegmentor):
                 chunk = jobs[start:start + step]
                 crops = torch.stack([layouts[i].crop(images[i], r, c)
                                      for i, r, c, _ in chunk])
-                grids = self.grid_logits(crops, [contexts[i] for i, *_ in chunk])
-                for (i, r, c, _), grid in zip(chunk, grids):
-                    canvases[i][(slice(None), *layouts[i].block(r, c))] = grid
-        return [layout.logit_map(canvas) for layout, canvas in zip(layouts, canvases)]
+                grids, labels = self.encode_crops(crops, [contexts[i] for i, *_ in chunk])
+                for k, (i, r, c, (y1, y2, x1, x2)) in enumerate(chunk):
+                    canvases[i][(slice(None), *layouts[i].block(r, c))] = grids[k]
+                    if labels is not None:
+                        votes[i].add(layouts[i].uncrop(labels[k], r, c), slice(y1, y2),
+                                     slice(x1, x2))
+        return [ImageMaps(layout.logit_map(canvas), vote)
+                for layout, canvas, vote in zip(layouts, canvases, votes)]
 
-    def whole_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
-        """Logits of each image encoded whole, at the size of its patch grid."""
-        results: List[Optional[LogitMap]] = [None] * len(images)
+    def whole_maps(self, images: Sequence[torch.Tensor]) -> List[ImageMaps]:
+        """Logits of each image encoded whole, at the size of its patch grid (and a
+        method's own labels of it)."""
+        results: List[Optional[ImageMaps]] = [None] * len(images)
         contexts = self.image_contexts(images)
         by_shape: Dict[tuple, List[int]] = defaultdict(list)
         for i, img in enumerate(images):
@@ -281,31 +321,48 @@ class SFPSegmentor(BaseSegmentor):
             step = self.crops_per_batch(shape[-2:])
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
-                grids = self.grid_logits(torch.stack([images[i] for i in chunk]),
-                                         [contexts[i] for i in chunk])
-                for i, grid in zip(chunk, grids):
-                    results[i] = LogitMap.from_grid(grid)
+                grids, labels = self.encode_crops(torch.stack([images[i] for i in chunk]),
+                                                  [contexts[i] for i in chunk])
+                for k, i in enumerate(chunk):
+                    logits = LogitMap.from_grid(grids[k])
                     if self.resize_via_input:
-                        results[i] = results[i].resized(shape[-2:])
+                        logits = logits.resized(shape[-2:])
+                    vote = self._empty_votes(images[i], 1)
+                    if vote is not None:
+                        vote.add(labels[k], slice(None), slice(None))
+                    results[i] = ImageMaps(logits, vote)
         return results
 
-    def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
+    def coarse_maps(self, images: Sequence[torch.Tensor]) -> List[ImageMaps]:
         """Query logits before the final resize, factored: at the input size in sliding
-        mode, on the patch grid in whole-image mode.
+        mode, on the patch grid in whole-image mode; and a method's label votes at the
+        input size.
 
         An image thinner than one patch (a 1 x 300 photo resized to 7 x 2048) has no patch
         to encode: it is padded with zeros (the mean colour, after normalisation) to one
-        patch, and its logits are those of the padded image cut back to its own extent.
+        patch, and its maps are those of the padded image cut back to its own extent.
         """
         patch = self.encoder.visual.patch_size
         padded = [_pad_to_min_size(img, patch) for img in images]
-        maps = self.slide_logits(padded) if self.slide_crop > 0 else self.whole_logits(padded)
-        return [m if p is img else m.resized(p.shape[-2:]).cropped(*img.shape[-2:])
-                for m, p, img in zip(maps, padded, images)]
+        maps = self.slide_maps(padded) if self.slide_crop > 0 else self.whole_maps(padded)
+        for m, p, img in zip(maps, padded, images):
+            if p is not img:
+                m.logits = m.logits.resized(p.shape[-2:]).cropped(*img.shape[-2:])
+                if m.votes is not None:
+                    m.votes = m.votes.cropped(*img.shape[-2:])
+        return maps
+
+    def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
+        """The query logits of :meth:`coarse_maps`."""
+        return [m.logits for m in self.coarse_maps(images)]
 
     @torch.no_grad()
     def inference(self, inputs: ImageBatch, batch_img_metas: Sequence[dict]) -> List[torch.Tensor]:
-        """Query logits (Q, H, W) of each image at its ``ori_shape``, before the softmax."""
+        """Query logits (Q, H, W) of each image at its ``ori_shape``, before the softmax.
+
+        For a method that decides labels itself (CLIPtrase), these are its logits before
+        its vote; :meth:`predict` gives the voted labels.
+        """
         images = self._image_list(inputs)
         logits = [m.resized(_ori_size(meta)).dense()
                   for m, meta in zip(self.coarse_logits(images), batch_img_metas)]
@@ -327,6 +384,11 @@ class SFPSegmentor(BaseSegmentor):
 
         Without PAMR, full-resolution logits are produced in bands of rows, so memory
         stays bounded for very large images.
+
+        A method that decides each crop's labels itself (``decides_labels``: CLIPtrase's
+        vote) is not argmaxed: every pixel takes the class most of the windows covering it
+        gave it, ``seg_logits`` holds the fraction of those windows per class (resized to
+        the output size like logits), and ``prob_thd`` / ``area_thd`` apply to those.
         """
         images = self._image_list(inputs)
         if data_samples is None:
@@ -336,10 +398,16 @@ class SFPSegmentor(BaseSegmentor):
         if self.pamr is not None:
             logits = self.inference(images, [s.metainfo for s in data_samples])
             return self.postprocess_result(logits, data_samples)
-        for coarse, sample in zip(self.coarse_logits(images), data_samples):
-            probs, labels = postprocess_logit_map(
-                coarse.resized(_ori_size(sample.metainfo)), self.query_idx, self.num_classes,
-                self.logit_scale, self.prob_thd, self.area_thd, self.return_probs)
+        for maps, sample in zip(self.coarse_maps(images), data_samples):
+            size = _ori_size(sample.metainfo)
+            if maps.votes is not None:
+                probs, labels = postprocess_class_map(
+                    maps.votes.fractions(self.compute_dtype).resized(size), self.prob_thd,
+                    self.area_thd, self.return_probs)
+            else:
+                probs, labels = postprocess_logit_map(
+                    maps.logits.resized(size), self.query_idx, self.num_classes,
+                    self.logit_scale, self.prob_thd, self.area_thd, self.return_probs)
             self._store(sample, probs, labels)
         return data_samples
 
