@@ -2,11 +2,12 @@
 under its class name and its short name (the ``configs/<method>/`` folder)."""
 from .clearclip import ClearCLIPEncoder
 from .clip import CLIPEncoder
+from .cliptrase import CLIPtraseEncoder
 from .maskclip import MaskCLIPEncoder
 from .naclip import NACLIPEncoder, neighbourhood_bias
 from .scclip import SCCLIPEncoder
 from .sclip import SCLIPEncoder
 from .sfp import SFPEncoder
 
-__all__ = ['CLIPEncoder', 'ClearCLIPEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder',
-           'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias']
+__all__ = ['CLIPEncoder', 'CLIPtraseEncoder', 'ClearCLIPEncoder', 'MaskCLIPEncoder',
+           'NACLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias']
