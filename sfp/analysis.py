@@ -87,8 +87,8 @@ class LastBlockAttention:
         weights: (heads, T, T) attention weights, row = query token; T = 1 + N with the
             CLS token first, or N when the method's last block attends over patches only
             (SFP's enhancer, SC-CLIP's guided attention).  Rows are as the method computes
-            them: SCLIP sums two softmaxes (rows sum to 2), a zeroed guidance row of SFP
-            sums to less than 1.
+            them: SCLIP sums two softmaxes (rows sum to 2), CLIPtrase three (rows sum to
+            3), a zeroed guidance row of SFP sums to less than 1.
         grid: patch grid (rows, cols).
     """
 
@@ -186,14 +186,20 @@ def last_block_attention(encoder: MethodEncoder, walk: BlockWalk) -> torch.Tenso
 
     - A :class:`~sfp.models.LastBlockAttentionEncoder` (CLIP's q-k, MaskCLIP's identity,
       ClearCLIP's q-q, SCLIP's q-q + k-k, NACLIP's k-k with its Gaussian bias): its
-      ``attention`` on the last block's ``ln_1`` of the walked tokens; T = 1 + N.
+      ``attention`` on the last block's ``ln_1`` of the walked tokens; T = 1 + N.  A
+      method whose weights read the values themselves (CLIPtrase's q-q + k-k + v-v)
+      gives them by its ``attention_weights``.
     - An encoder whose last block is a :class:`~sfp.models.SemanticAwareAttentionEnhancer`
       (SFP's rebuilt attention, SC-CLIP's guided attention): the encoder's ``head`` runs,
       the enhancer's first call is recorded and rerun on the probe; T = N.
     """
     if isinstance(encoder, LastBlockAttentionEncoder):
         block = encoder.last_block
-        return encoder.attention(IdentityValueProbe(block), block.ln_1(walk.tokens), walk.grid)
+        hidden = block.ln_1(walk.tokens)
+        weights = encoder.attention_weights(block, hidden, walk.grid)
+        if weights is not None:
+            return weights
+        return encoder.attention(IdentityValueProbe(block), hidden, walk.grid)
     enhancers = [m for m in encoder.modules() if isinstance(m, SemanticAwareAttentionEnhancer)]
     if not enhancers:
         raise ValueError(f'{type(encoder).__name__} has no last-block attention to read: '

@@ -10,7 +10,7 @@ from sfp.datasets import read_image
 from .conftest import REPO, TINY_CKPT
 
 IMAGE = REPO / 'demo' / 'images' / '000000214753.jpg'
-METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'scclip')
+METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'scclip', 'cliptrase')
 
 
 @pytest.fixture(scope='module')
@@ -110,8 +110,8 @@ def test_analysis_honours_stream_mitigation(make_segmentor, analysis, image):
 
 
 def plain_clip_last_block_qkv(visual, x):
-    """q, k (1, heads, 1 + N, d) of the last block on plain CLIP's block-11 output, from the
-    packed in_proj weights."""
+    """q, k, v (1, heads, 1 + N, d) of the last block on plain CLIP's block-11 output, from
+    the packed in_proj weights."""
     tokens = visual.embed(x)
     for block in visual.blocks[:-1]:
         tokens = block(tokens)
@@ -119,9 +119,8 @@ def plain_clip_last_block_qkv(visual, x):
     hidden = block.ln_1(tokens)
     width, heads = hidden.shape[-1], block.attn.num_heads
     qkv = hidden @ block.attn.in_proj_weight.T + block.attn.in_proj_bias
-    q, k = (t.view(1, -1, heads, width // heads).transpose(1, 2)
-            for t in qkv.split(width, dim=-1)[:2])
-    return q, k
+    return tuple(t.view(1, -1, heads, width // heads).transpose(1, 2)
+                 for t in qkv.split(width, dim=-1))
 
 
 def softmax_logits(a, b, bias=0.0):
@@ -131,7 +130,7 @@ def softmax_logits(a, b, bias=0.0):
 def test_last_block_attention_of_each_method(comparison, image):
     from sfp.clip import load
     visual = load(str(TINY_CKPT), precision='fp64').visual
-    q, k = plain_clip_last_block_qkv(visual, clip_input(image))
+    q, k, v = plain_clip_last_block_qkv(visual, clip_input(image))
     tokens = q.shape[2]
     rows, cols = torch.meshgrid(torch.arange(14.), torch.arange(14.), indexing='ij')
     rows, cols = rows.flatten().double(), cols.flatten().double()
@@ -142,6 +141,7 @@ def test_last_block_attention_of_each_method(comparison, image):
         clip=softmax_logits(q, k)[0],
         clearclip=softmax_logits(q, q)[0],
         sclip=(softmax_logits(q, q) + softmax_logits(k, k))[0],
+        cliptrase=(softmax_logits(q, q) + softmax_logits(k, k) + softmax_logits(v, v))[0],
         naclip=softmax_logits(k, k, bias)[0],
         maskclip=torch.eye(tokens, dtype=torch.float64).expand(q.shape[1], -1, -1))
     methods = comparison.methods
@@ -150,6 +150,7 @@ def test_last_block_attention_of_each_method(comparison, image):
         assert methods[name].has_cls
         assert torch.allclose(methods[name].weights, weights.float(), rtol=0, atol=1e-6), name
     assert torch.allclose(methods['sclip'].weights.sum(-1), torch.full((q.shape[1], tokens), 2.))
+    assert torch.allclose(methods['cliptrase'].weights.sum(-1), torch.full((q.shape[1], tokens), 3.))
     assert not torch.allclose(methods['naclip'].weights, softmax_logits(k, k)[0].float())
     maps = comparison.query_maps(7, 7)
     assert set(maps) == set(METHODS) and all(m.shape == (14, 14) for m in maps.values())

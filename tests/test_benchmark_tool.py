@@ -78,7 +78,7 @@ WINDOWS = dict(clip=('slide 448/224', 1), maskclip=('slide 448/224', 1),
 
 @pytest.mark.parametrize('mode', ['floor', 'release', 'sfp', 'clip', 'maskclip', 'clearclip',
                                   'sclip', 'naclip', 'naclip+pamr', 'naclip@whole+pamr',
-                                  'scclip'])
+                                  'scclip', 'cliptrase'])
 def test_every_mode_measures_on_the_tiny_model(benchmark, mode):
     cfg = dict(mode=mode, size=(288, 224), backbone=str(TINY_CKPT), random=False,
                device='cpu', precision='fp32', images=1, image_batch=1, crop_batch_size=None)

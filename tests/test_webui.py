@@ -166,7 +166,7 @@ def test_page_result_matches_segment_images(demo):
 
 
 @pytest.mark.parametrize('method', ['clip', 'maskclip', 'clearclip', 'sclip', 'naclip',
-                                    'scclip'])
+                                    'scclip', 'cliptrase'])
 def test_every_method_matches_segment_images(demo, method):
     settings = Settings(vocabulary='road,sky,tree,car', method=method, purify=False,
                         attention=True)
@@ -307,7 +307,7 @@ def test_command_lists_the_available_methods(capsys):
     error = capsys.readouterr().err
     assert 'maskclp' in error and all(m in error for m in available_methods())
     assert set(available_methods()) == {'sfp', 'clip', 'maskclip', 'clearclip', 'sclip',
-                                        'naclip', 'scclip'}
+                                        'naclip', 'scclip', 'cliptrase'}
 
 
 def test_own_output_folder_goes_with_the_demo():

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 FLOOR, RELEASE = 'floor', 'release'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
-           'naclip@whole+pamr', 'scclip')
+           'naclip@whole+pamr', 'scclip', 'cliptrase')
 DEFAULT_PAMR_STEPS = 10
 CLASS_FILE = REPO / 'configs' / 'classnames' / 'cls_voc21.txt'
 
