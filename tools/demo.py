@@ -7,7 +7,7 @@ preset (a benchmark of the table: voc21, voc20, context60, context59, coco_objec
 coco_stuff164k, cityscapes, ade20k, camvid), a class-name file (one class per line,
 synonyms after commas) or a comma list of classes with synonyms joined by '|'
 ("sky,person|people,car").  --method picks the method (sfp, or a baseline: clip,
-maskclip, clearclip, sclip, naclip, scclip).  A preset brings the method's released
+maskclip, clearclip, sclip, naclip, scclip, cliptrase).  A preset brings the method's released
 setting on that benchmark (its class file, window, thresholds, PAMR, short side) and the
 dataset's class names; options override them.
 
