@@ -70,11 +70,15 @@ def query_order(case: dict, seg) -> list:
     return order
 
 
+# The settings a golden case records, named as the segmentor's arguments.
+SETTINGS = ('logit_scale', 'prob_thd', 'area_thd', 'slide_crop', 'slide_stride', 'pamr_steps')
+
+
 @pytest.fixture(scope='module')
 def case_segmentors():
-    """Case name -> the VOC21 config on the tiny CLIP in float64 with the case's two
-    cluster settings; the 336 case encodes its crop whole (the config's 224 window
-    covers the 224 crop once)."""
+    """Case name -> the VOC21 config on the tiny CLIP in float64.  The 224 case is the
+    config as it is (its 224 window covers the 224 crop once); the 336 case takes the
+    case's recorded settings (no window: the whole crop) and its two cluster options."""
     built = {}
 
     def make(name):
@@ -85,10 +89,12 @@ def case_segmentors():
                 assert (model.encoder.dbscan_eps, model.encoder.dbscan_min_samples) == \
                     (params['eps'], params['min_samples'])
                 assert model.slide_crop == params['image_size']
-            model.encoder.update(dbscan_eps=params['eps'],
-                                 dbscan_min_samples=params['min_samples'])
+            else:
+                model.update({k: params[k] for k in SETTINGS})
+                model.encoder.update(dbscan_eps=params['eps'],
+                                     dbscan_min_samples=params['min_samples'])
             model.update(clip_path=str(TINY_CKPT), device='cpu', precision='fp64',
-                         return_probs=True, slide_crop=0 if name == 'voc21_336' else 224)
+                         return_probs=True)
             built[name] = MODELS.build(model)
         return built[name]
 

@@ -178,6 +178,8 @@ def test_precisions_agree_with_fp64(golden, make_segmentor, fp64_reference, prec
     (dict(prob_thd=1.5), r'prob_thd must be a probability in \[0, 1\], got 1.5'),
     (dict(slide_crop=-1), 'slide_crop must be a non-negative int'),
     (dict(slide_stride=0), 'slide_stride must be a positive int'),
+    (dict(slide_stride=None), r'slide_stride must be a positive int for sliding windows '
+                              r'\(slide_crop = 224\), got None'),
     (dict(area_thd=2), 'area_thd must be None or a fraction'),
     (dict(crop_batch_size=0), 'crop_batch_size must be None .* or a positive int'),
     (dict(logit_scale=0), 'logit_scale must be positive'),

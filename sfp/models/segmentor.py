@@ -80,8 +80,8 @@ class SFPSegmentor(BaseSegmentor):
         pamr_stride: PAMR dilations.
         prob_thd: pixels whose top class probability is below it become class 0.
         logit_scale: temperature of the softmax over queries.
-        slide_stride, slide_crop: sliding-window stride and crop; ``slide_crop=0``
-            encodes the whole image at once.
+        slide_stride, slide_crop: sliding-window stride and crop; ``slide_crop=0`` (or
+            None) encodes the whole image at once, and then ``slide_stride`` may be None.
         area_thd: classes covering at most this fraction of the non-0 pixels are dropped.
         purify: detect outliers on the detection block's output (``pm``) and mitigate
             them before the method's last block; works with every method.  None takes
@@ -130,8 +130,8 @@ class SFPSegmentor(BaseSegmentor):
                  pamr_stride: Sequence[int] = (8, 16),
                  prob_thd: float = 0.0,
                  logit_scale: float = 40,
-                 slide_stride: int = 112,
-                 slide_crop: int = 224,
+                 slide_stride: Optional[int] = 112,
+                 slide_crop: Optional[int] = 224,
                  area_thd: Optional[float] = None,
                  purify: Optional[bool] = None,
                  pm: Union[str, dict] = 'SOM',
@@ -197,7 +197,7 @@ class SFPSegmentor(BaseSegmentor):
         self.prob_thd = prob_thd
         self.area_thd = area_thd
         self.slide_stride = slide_stride
-        self.slide_crop = slide_crop
+        self.slide_crop = slide_crop or 0
         self.crop_batch_size = crop_batch_size
         self.memory_budget_mb = memory_budget_mb
         self.return_probs = return_probs
@@ -483,9 +483,10 @@ def _check_arguments(**values) -> None:
     rules = {
         'prob_thd': (lambda v: 0 <= v <= 1, 'a probability in [0, 1]'),
         'logit_scale': (lambda v: v > 0, 'positive'),
-        'slide_crop': (lambda v: isinstance(v, int) and v >= 0,
-                       'a non-negative int (0 = whole image)'),
-        'slide_stride': (lambda v: isinstance(v, int) and v > 0, 'a positive int'),
+        'slide_crop': (lambda v: v is None or isinstance(v, int) and v >= 0,
+                       'a non-negative int (0 or None = whole image)'),
+        'slide_stride': (lambda v: v is None or isinstance(v, int) and v > 0,
+                         'a positive int (None only for the whole image)'),
         'area_thd': (lambda v: v is None or 0 <= v < 1, 'None or a fraction in [0, 1)'),
         'crop_batch_size': (lambda v: v is None or isinstance(v, int) and v > 0,
                             'None (sized to the memory budget) or a positive int'),
@@ -502,3 +503,6 @@ def _check_arguments(**values) -> None:
             valid = False
         if not valid:
             raise ValueError(f'{name} must be {expected}, got {value!r}')
+    if values['slide_crop'] and values['slide_stride'] is None:
+        raise ValueError(f'slide_stride must be a positive int for sliding windows '
+                         f'(slide_crop = {values["slide_crop"]}), got None')
