@@ -404,3 +404,20 @@ def test_centre_crop_counts_ignored_pixels_as_background_unless_all_are():
     assert (out['gt_seg_map'] == 255).all()
     with pytest.raises(ValueError, match='ResizeCenterCrop resizes uint8 images'):
         ResizeCenterCrop(224).transform(dict(img=image.astype(np.float32), seg_fields=[]))
+
+
+def test_release_config_pipeline_gives_the_square_and_its_labels():
+    """mmseg's dataset with the release config's pipeline: image, labels and the shapes the
+    prediction and the metric use are the 224 x 224 square."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(str(REPO / 'configs' / 'cliptrase' /
+                              'cliptrase_vit-b16_ade20k_release224.py'))
+    cfg.test_dataloader.dataset.data_root = str(FIXTURES / 'data' / 'ADEChallengeData2016')
+    item = DATASETS.build(cfg.test_dataloader.dataset)[1]
+    sample = item['data_samples']
+    assert item['inputs'].shape == (3, 224, 224)
+    assert sample.ori_shape == sample.img_shape == (224, 224)
+    assert sample.gt_sem_seg.data.shape == (1, 224, 224)
+    np.testing.assert_array_equal(item['inputs'].numpy(),
+                                  GOLDEN.arrays['voc21_224/1/resized'])
