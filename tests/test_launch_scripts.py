@@ -1,4 +1,4 @@
-"""The README's launch scripts, run from the committed tree on the CPU with the tiny
+"""The launch scripts (docs/evaluate.md), run from the committed tree on the CPU with the tiny
 checkpoint and fixture data: each ends with the summary table holding the run's mIoU."""
 import json
 import os
