@@ -86,6 +86,7 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
         loader.persistent_workers = False  # PyTorch refuses it without workers
     if not torch.cuda.is_available():
         loader.pin_memory = False  # pinning only helps host-to-GPU copies
+    check_images_when_loading(cfg.test_dataloader.dataset.pipeline)
     if data_root:
         cfg.test_dataloader.dataset.data_root = data_root
     if clip_path:
@@ -100,6 +101,16 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     if out_dir:
         cfg.test_evaluator.update(output_dir=out_dir, keep_results=True)
     return cfg
+
+
+def check_images_when_loading(pipeline: list) -> None:
+    """Read images with :class:`~sfp.datasets.LoadImageChecked` where a pipeline reads them
+    with mmcv's ``LoadImageFromFile``: the same pixels, also what only Pillow decodes, and
+    an unreadable file is one line naming it.  The configs keep mmcv's loader, which
+    mmseg's ``inference_model`` and ``MMSegInferencer`` look for."""
+    for step in pipeline:
+        if step.get('type') == 'LoadImageFromFile':
+            step['type'] = 'LoadImageChecked'
 
 
 def available_cores() -> int:

@@ -51,6 +51,16 @@ def test_presets_are_the_table(name):
     assert preset.short_side == BENCHMARKS[name].short_side
 
 
+@pytest.mark.parametrize('method', available_methods())
+def test_a_methods_preset_has_its_configs_class_file(method):
+    """A baseline's preset is its release's class file (ClearCLIP's VOC21 file has one name
+    per class; SFP's has background synonyms), as its config gives it."""
+    name_path = Config.fromfile(str(BENCHMARKS['voc21'].config(method))).model.name_path
+    preset = load_preset('voc21', method)
+    assert preset.classes == read_class_names(name_path, allow_duplicates=True)
+    assert 'name_path' not in preset.model_kwargs
+
+
 def test_preset_display_names_are_the_datasets():
     assert load_preset('voc21').display_names[:2] == ['background', 'aeroplane']
     assert load_preset('voc21').classes[0][0] == 'sky'  # the first background synonym
