@@ -64,6 +64,23 @@ def parse_cfg_options(items: Sequence[str]) -> dict:
     return options
 
 
+def merge_cfg_options(cfg: Config, options: dict) -> None:
+    """Merge :func:`parse_cfg_options`' overrides into a config.
+
+    A dict literal carries mmengine's ``_delete_`` so that it replaces the config's value
+    whole; where the config has no such key, mmengine sets the dict with the flag still in
+    it, and it is removed here.
+    """
+    cfg.merge_from_dict(options)
+    for key, value in options.items():
+        if isinstance(value, dict):
+            node = cfg
+            for part in key.split('.'):
+                node = node.get(part) if isinstance(node, (Config, dict)) else None
+            if isinstance(node, dict):
+                node.pop('_delete_', None)
+
+
 def build_test_config(config: PathLike, data_root: Optional[str] = None,
                       clip_path: Optional[str] = None, work_dir: Optional[str] = None,
                       cfg_options: Optional[dict] = None, launcher: str = 'none',
@@ -95,7 +112,7 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
                              f'this method does not take: {err}') from None
         apply_protocol(cfg, protocol)
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        merge_cfg_options(cfg, cfg_options)
     check_launcher(launcher)
     cfg.launcher = launcher
     loader = cfg.test_dataloader
