@@ -106,7 +106,8 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     if protocol is not None:
         protocol = load_protocol(protocol)
         try:
-            check_model_arguments(dict(protocol.model, type=cfg.model.type))
+            check_model_arguments(dict(dict.fromkeys(protocol.model_keys),
+                                       type=cfg.model.type))
         except ValueError as err:
             raise ValueError(f'protocol {protocol.name} ({protocol.path}) sets an argument '
                              f'this method does not take: {err}') from None

@@ -11,6 +11,7 @@ common protocol (section 4.1).  A protocol file holds:
     short_side = 336             # optional: the test Resize's short side
     short_side_per_benchmark = dict(cityscapes=560)   # optional
     model = dict(slide_crop=224, slide_stride=112, pamr_steps=0)   # optional
+    model_per_benchmark = dict(voc21=dict(prob_thd=0.15))   # optional, over ``model``
 
 Runs under a protocol keep their work dirs apart from the release-setting runs:
 ``<work_root>/<protocol>/<config name>/``.  See docs/protocols.md.
@@ -31,7 +32,8 @@ from .benchmarks import (
 )
 
 PROTOCOLS_DIR = CONFIGS_DIR / '_protocols_'
-PROTOCOL_KEYS = ('reference', 'short_side', 'short_side_per_benchmark', 'model')
+PROTOCOL_KEYS = ('reference', 'short_side', 'short_side_per_benchmark', 'model',
+                 'model_per_benchmark')
 PathLike = Union[str, Path]
 
 
@@ -45,6 +47,7 @@ class Protocol:
         model: model arguments set for every method.
         short_side: the test pipeline's short side (None: each config's own).
         short_side_per_benchmark: benchmark name -> short side, where it differs.
+        model_per_benchmark: benchmark name -> model arguments set over ``model`` there.
         reference: key of :data:`sfp.benchmarks.REPORTED_TABLES` whose numbers the
             summary shows beside ours (None: none).
     """
@@ -54,11 +57,24 @@ class Protocol:
     model: Dict[str, Any] = field(default_factory=dict)
     short_side: Optional[int] = None
     short_side_per_benchmark: Dict[str, int] = field(default_factory=dict)
+    model_per_benchmark: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     reference: Optional[str] = None
 
     def short_side_for(self, benchmark: Optional[str]) -> Optional[int]:
         """The short side on ``benchmark`` (None: the config's own)."""
         return self.short_side_per_benchmark.get(benchmark, self.short_side)
+
+    def model_for(self, benchmark: Optional[str]) -> Dict[str, Any]:
+        """The model arguments set on ``benchmark``."""
+        return dict(self.model, **self.model_per_benchmark.get(benchmark, {}))
+
+    @property
+    def model_keys(self) -> List[str]:
+        """Every model argument the protocol sets on some benchmark."""
+        keys = dict.fromkeys(self.model)
+        for model in self.model_per_benchmark.values():
+            keys.update(dict.fromkeys(model))
+        return list(keys)
 
     @property
     def reference_table(self) -> Optional[ReportedTable]:
@@ -87,6 +103,13 @@ def protocol_path(protocol: PathLike) -> Path:
     known = available_protocols()
     raise ValueError(f'unknown protocol {text!r}{did_you_mean(text, known)}: give one of '
                      f'{", ".join(known)} or a protocol file (.py, see docs/protocols.md)')
+
+
+def _check_benchmark(name: str, where: str) -> None:
+    try:
+        get_benchmark(name)
+    except ValueError as err:
+        raise ValueError(f'{where}: {err}') from None
 
 
 def _check_short_side(value: Any, where: str) -> int:
@@ -132,18 +155,24 @@ def load_protocol(protocol: Union[PathLike, Protocol]) -> Protocol:
         raise ValueError(f'{where}: short_side_per_benchmark must be a dict such as '
                          f'dict(cityscapes=560), got {per_benchmark!r}')
     for name, side in per_benchmark.items():
-        try:
-            get_benchmark(name)
-        except ValueError as err:
-            raise ValueError(f'{where}: short_side_per_benchmark: {err}') from None
+        _check_benchmark(name, f'{where}: short_side_per_benchmark')
         _check_short_side(side, f'{where}: short_side_per_benchmark[{name!r}]')
+    model_per_benchmark = values.get('model_per_benchmark', {})
+    if not isinstance(model_per_benchmark, dict) or not all(
+            isinstance(v, dict) for v in model_per_benchmark.values()):
+        raise ValueError(f'{where}: model_per_benchmark must map benchmarks to dicts of model '
+                         f'arguments, such as dict(voc21=dict(prob_thd=0.15)); got '
+                         f'{model_per_benchmark!r}')
+    for name in model_per_benchmark:
+        _check_benchmark(name, f'{where}: model_per_benchmark')
     reference = values.get('reference')
     if reference is not None and reference not in REPORTED_TABLES:
         raise ValueError(f'{where}: unknown reference {reference!r}'
                          f'{did_you_mean(str(reference), list(REPORTED_TABLES))}; known: '
                          f'{", ".join(REPORTED_TABLES)}')
     return Protocol(name=path.stem, path=path, model=model, short_side=short_side,
-                    short_side_per_benchmark=per_benchmark, reference=reference)
+                    short_side_per_benchmark=per_benchmark,
+                    model_per_benchmark=model_per_benchmark, reference=reference)
 
 
 def set_short_side(pipeline: list, short_side: int, config: str) -> None:
@@ -163,8 +192,8 @@ def apply_protocol(cfg, protocol: Protocol) -> None:
     The benchmark (for a per-benchmark short side) is the one whose dataset class the
     config evaluates.  ``cfg.protocol`` records the protocol's name.
     """
-    cfg.merge_from_dict(dict(model=protocol.model))
     benchmark = benchmark_of_dataset(cfg.test_dataloader.dataset.type)
+    cfg.merge_from_dict(dict(model=protocol.model_for(benchmark)))
     short_side = protocol.short_side_for(benchmark)
     if short_side is not None:
         set_short_side(cfg.test_dataloader.dataset.pipeline, short_side, cfg.filename)

@@ -99,7 +99,8 @@ def write_protocol(folder, name, text):
 def test_user_protocol_file(tmp_path):
     path = write_protocol(tmp_path, 'mine', 'short_side = 448\n'
                           'short_side_per_benchmark = dict(ade20k=512)\n'
-                          'model = dict(slide_crop=336, slide_stride=224, logit_scale=70)\n')
+                          'model = dict(slide_crop=336, slide_stride=224, logit_scale=70)\n'
+                          'model_per_benchmark = dict(ade20k=dict(logit_scale=45))\n')
     protocol = load_protocol(path)
     assert protocol.name == 'mine' and protocol.reference is None
     assert protocol.argument == str(path)
@@ -109,6 +110,7 @@ def test_user_protocol_file(tmp_path):
     assert short_sides(ade.test_dataloader.dataset.pipeline) == [512]
     assert (voc.model.slide_crop, voc.model.slide_stride, voc.model.logit_scale) == \
         (336, 224, 70)
+    assert (ade.model.slide_crop, ade.model.logit_scale) == (336, 45)
     assert voc.work_dir == 'work_dirs/mine/sclip_vit-b16_voc21'
 
 
@@ -118,6 +120,10 @@ def test_user_protocol_file(tmp_path):
     ('city', 'short_side_per_benchmark = dict(cityscape=560)\n',
      "short_side_per_benchmark: unknown benchmark 'cityscape' (did you mean 'cityscapes'?)"),
     ('neg', 'short_side = -336\n', 'short_side must be a positive number of pixels'),
+    ('per', 'model_per_benchmark = dict(ade=dict(prob_thd=0.1))\n',
+     "model_per_benchmark: unknown benchmark 'ade' (did you mean 'ade20k'?)"),
+    ('perarg', 'model_per_benchmark = dict(ade20k=dict(prob_thr=0.1))\n',
+     "model.prob_thr is not an argument of SFPSegmentor (did you mean 'prob_thd'?)"),
     ('ref', "reference = 'paper_table2'\n", "unknown reference 'paper_table2' (did you mean "
                                             "'paper_table1'?)"),
     ('arg', 'model = dict(logit_scal=40)\n', "sets an argument this method does not take: "
