@@ -126,7 +126,7 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     if data_root:
         cfg.test_dataloader.dataset.data_root = data_root
     # The weights the setting names, before --clip-path: the summary says when a run used
-    # others (random test weights, say), whose numbers the reported ones cannot judge.
+    # others (random test weights, say), whose numbers mean nothing beside reported ones.
     cfg.setting_clip_path = cfg.model.get('clip_path')
     if clip_path:
         cfg.model.clip_path = clip_path
