@@ -361,8 +361,12 @@ def run_table(runs: Sequence[TableRun], protocol: Optional[Protocol], data_dir: 
 
 def table_summary(table: PaperTable, work_root: PathLike, protocol: Optional[Protocol],
                   benchmarks: Optional[Sequence[str]] = None,
-                  methods: Optional[Sequence[str]] = None) -> Dict[str, str]:
-    """The table as the work dirs hold it, beside the paper's numbers (markdown, CSV)."""
+                  methods: Optional[Sequence[str]] = None,
+                  require_runs: bool = False) -> Dict[str, str]:
+    """The table as the work dirs hold it, beside the paper's numbers (markdown, CSV).
+
+    With ``require_runs``, a work folder holding none of its runs is a FileNotFoundError.
+    """
     from .evaluation import SummaryRow, read_record, results_table
 
     benchmarks = list(benchmarks or table.benchmarks)
@@ -380,6 +384,10 @@ def table_summary(table: PaperTable, work_root: PathLike, protocol: Optional[Pro
             row.label, {b: read_record(protocol_root(work_root, name) / row.run_name(b))
                         for b in benchmarks},
             row.paper, row.stated_average if full else None))
+    if require_runs and all(run is None for r in rows for run in r.runs.values()):
+        raise FileNotFoundError(f'no run of {table.name} under '
+                                f'{protocol_root(work_root, name).resolve()}; run it first, or '
+                                f'give the --work-dir (and --protocol) it ran with')
     notes = [f'{table.title}. Source: {table.source}.', *table.notes]
     if protocol is not None:
         notes.append(f'Protocol: {protocol.argument}.')

@@ -85,7 +85,8 @@ def main(argv=None) -> int:
         failures = [] if args.summarize else run_table(
             runs, protocol, args.data_dir, args.work_dir, args.clip_path, args.cfg_options,
             args.skip_done)
-        tables = table_summary(table, args.work_dir, protocol, args.benchmarks, args.methods)
+        tables = table_summary(table, args.work_dir, protocol, args.benchmarks, args.methods,
+                               require_runs=args.summarize)
     except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
