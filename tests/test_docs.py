@@ -23,7 +23,7 @@ FENCE = re.compile(r'^```.*?^```', re.M | re.S)
 INLINE_CODE = re.compile(r'`([^`\n]+)`')
 LINK = re.compile(r'!?\[(?:[^\]]|\][^(])*\]\(([^)\s]+)(?:\s+"[^"]*")?\)')
 HEADING = re.compile(r'^#{1,6}\s+(.+?)\s*#*\s*$', re.M)
-SFP_NAME = re.compile(r'\bsfp(?:\.[A-Za-z_]\w*)+')
+SFP_NAME = re.compile(r'(?<![-\w])sfp(?:\.[A-Za-z_]\w*)+')
 COMMAND = re.compile(r'(?:^|[\s;&|(])(?:\S*/)?(?:python3?|bash|sh)\s+([^\s-][^\s;&|)]*)')
 PLACEHOLDER = re.compile(r'[<>{}$~]|\.\.\.')
 
