@@ -2,8 +2,10 @@
 # Evaluate on all eight benchmarks: one run per GPU in parallel when several GPUs are
 # visible, one after another otherwise; then print and save the summary table.
 #   bash multi_test.sh [extra tools/test.py options]
-# Environment: DATA_DIR, CLIP_PATH, WORK_DIR, METHODS (see tools/dist/benchmarks.sh);
+# Environment: DATA_DIR, CLIP_PATH, WORK_DIR, METHODS, PROTOCOL (tools/dist/benchmarks.sh);
 #              BENCHMARKS to run a subset, e.g. BENCHMARKS="voc21 ade20k".
+# The SFP paper's Table 1, every method under its protocol:
+#   PROTOCOL=paper METHODS="clip maskclip clearclip sclip naclip sfp" bash multi_test.sh
 set -uo pipefail
 cd "$(dirname "$0")"
 source tools/dist/benchmarks.sh
@@ -24,6 +26,7 @@ run_queue() {  # run_queue DEVICE PLAN_LINE... : one device works through its qu
   for line in "$@"; do
     read -r method bench config root stem <<< "$line"
     echo "[$method $bench] on ${device:-cpu/default device}; log: $WORK_DIR/$stem.out"
+    mkdir -p "$(dirname "$WORK_DIR/$stem")"
     mapfile -t args < <(sfp_test_args "$config" "$root" "$stem")
     CUDA_VISIBLE_DEVICES=$device "$PYTHON" tools/test.py "${args[@]}" "${EXTRA[@]}" \
       >"$WORK_DIR/$stem.out" 2>&1 || { echo "[$method $bench] FAILED: $WORK_DIR/$stem.out"; status=1; }

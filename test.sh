@@ -3,7 +3,8 @@
 #   bash test.sh BENCHMARK [extra tools/test.py options]
 #   BENCHMARK: voc21 voc20 context60 context59 coco_object coco_stuff164k cityscapes ade20k
 # Environment: DATA_DIR (default data), CLIP_PATH (ViT-B/16), WORK_DIR (work_dirs),
-#              METHODS (sfp; several run one after another, e.g. "sfp sclip").
+#              METHODS (sfp; several run one after another, e.g. "sfp sclip"),
+#              PROTOCOL (e.g. paper: every method under the SFP paper's protocol).
 set -euo pipefail
 cd "$(dirname "$0")"
 source tools/dist/benchmarks.sh

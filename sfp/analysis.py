@@ -218,6 +218,10 @@ def last_block_attention(encoder: MethodEncoder, walk: BlockWalk) -> torch.Tenso
         for handle in handles:
             handle.remove()
     enhancer, bound = calls[0]
+    if 'vv' in enhancer.terms:
+        raise ValueError("an enhancer with the 'vv' term weighs its values by their own "
+                         "similarity, so its attention cannot be read with the identity as "
+                         "values; compare enhancers without it")
     arguments = bound.arguments
     # The CLS residual is added after the heads are merged: zero keeps the weights alone.
     return enhancer(IdentityValueProbe(arguments['block']), arguments['patches'],

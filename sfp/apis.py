@@ -11,6 +11,7 @@ import torch
 from mmseg.structures import SegDataSample
 
 from .benchmarks import BENCHMARKS, CONFIGS_DIR, did_you_mean, get_benchmark
+from .datasets import dataset_meta
 from .models import SFPSegmentor
 from .text import load_vocabulary, parse_class_names, read_class_names
 
@@ -40,11 +41,13 @@ def check_method(method: str) -> str:
 
 
 def _model_settings(config: Path) -> Tuple[dict, int]:
-    """A config's model arguments (without the caller's) and its short side."""
+    """A config's model arguments (without the caller's, but with its class file,
+    ``name_path``) and its short side."""
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(config))
-    model = {k: v for k, v in cfg.model.to_dict().items() if k not in CALLER_KEYS}
+    model = {k: v for k, v in cfg.model.to_dict().items()
+             if k not in CALLER_KEYS or k == 'name_path'}
     pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline', [])
     short_sides = [t['scale'][1] for t in pipeline if t.get('type') == 'Resize']
     return model, short_sides[0] if short_sides else DEFAULT_SHORT_SIDE
@@ -54,7 +57,9 @@ def method_defaults(method: str = 'sfp') -> dict:
     """A method's model arguments as its base config gives them (encoder, purify,
     window, PAMR and post-processing defaults)."""
     path = CONFIGS_DIR / '_base_' / 'models' / f'{check_method(method)}_vit-b16.py'
-    return _model_settings(path)[0]
+    model = _model_settings(path)[0]
+    model.pop('name_path', None)
+    return model
 
 
 @dataclass
@@ -93,18 +98,9 @@ def load_preset(name: str, method: str = 'sfp') -> Preset:
                                allow_duplicates=True)
     model['allow_duplicate_names'] = True
     return Preset(name=name, classes=classes,
-                  display_names=dataset_class_names(benchmark.dataset_type, classes),
+                  display_names=list(dataset_meta(benchmark.dataset_type,
+                                                  [s[0] for s in classes])['classes']),
                   model_kwargs=model, short_side=short_side)
-
-
-def dataset_class_names(dataset_type: str, classes: Sequence[Sequence[str]]) -> List[str]:
-    """The dataset's class names when it declares one per class, else each first synonym."""
-    from mmseg.registry import DATASETS
-
-    with DATASETS.switch_scope_and_registry('mmseg') as registry:
-        dataset = registry.get(dataset_type)
-    names = list(getattr(dataset, 'METAINFO', {}).get('classes', ()))
-    return names if len(names) == len(classes) else [synonyms[0] for synonyms in classes]
 
 
 def resolve_vocabulary(vocabulary: Vocabulary) -> List[List[str]]:

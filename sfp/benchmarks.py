@@ -98,12 +98,48 @@ _TABLE: Tuple[Benchmark, ...] = (
 BENCHMARKS: Dict[str, Benchmark] = {b.name: b for b in _TABLE}
 PAPER_BENCHMARKS: List[str] = [b.name for b in _TABLE if b.in_paper]
 
-# Reported ViT-B/16 mIoU (%) per method and benchmark; REPORTED_SOURCES says where each row
-# comes from (../shared/docs/BASELINES.md section 2; the README repeats the table).
-def _row(*values: Optional[float]) -> Dict[str, float]:
-    """Reported numbers in the order of PAPER_BENCHMARKS (None: not reported)."""
-    return {b: v for b, v in zip(PAPER_BENCHMARKS, values) if v is not None}
+# Reported ViT-B/16 mIoU (%), one table per source: each method's own release or paper
+# (REPORTED_MIOU, with REPORTED_SOURCES per row; ../shared/docs/BASELINES.md section 2) and
+# the SFP paper's Table 1 (PAPER_TABLE1_MIOU), which re-ran some baselines under its common
+# protocol.  REPORTED_TABLES names them for the summary (see sfp.protocols).
+def _row(*values: Optional[float], order: Sequence[str] = ()) -> Dict[str, float]:
+    """Reported numbers given in the order of PAPER_BENCHMARKS, or of ``order``, kept in
+    the order of PAPER_BENCHMARKS (None: not reported)."""
+    given = dict(zip(order or PAPER_BENCHMARKS, values))
+    return {b: given[b] for b in PAPER_BENCHMARKS if given.get(b) is not None}
 
+
+SFP_PAPER = ('SFP paper (Jin et al., ICCV 2025), the PDF the authors host '
+             '(Kimsure/Kimsure.github.io@40aa492 images/files/iccv25-sfp.pdf)')
+# The paper's column order: V21 PC60 Object V20 PC59 Stuff ADE City.
+PAPER_COLUMNS = ('voc21', 'context60', 'coco_object', 'voc20', 'context59', 'coco_stuff164k',
+                 'ade20k', 'cityscapes')
+PAPER_TABLE1_MIOU: Dict[str, Dict[str, float]] = {
+    'clip': _row(18.6, 9.9, 8.1, 49.4, 11.1, 5.7, 3.1, 6.5, order=PAPER_COLUMNS),
+    'maskclip': _row(38.8, 23.6, 20.6, 74.9, 26.4, 16.4, 9.8, 12.6, order=PAPER_COLUMNS),
+    'cliptrase': _row(50.9, 29.9, 43.6, 81.0, 33.8, 22.8, 16.4, 21.3, order=PAPER_COLUMNS),
+    'clearclip': _row(57.0, 32.6, 33.0, 80.9, 35.9, 23.9, 16.7, 30.0, order=PAPER_COLUMNS),
+    'sclip': _row(59.7, 31.7, 33.5, 81.5, 34.5, 22.7, 16.5, 32.3, order=PAPER_COLUMNS),
+    'naclip': _row(58.9, 32.2, 33.2, 79.7, 35.2, 23.3, 17.4, 35.5, order=PAPER_COLUMNS),
+    'lavg': _row(62.1, 31.6, 34.2, 82.5, 34.7, 23.2, 15.8, 26.2, order=PAPER_COLUMNS),
+    'proxyclip': _row(61.3, 35.3, 37.5, 80.3, 39.1, 26.5, 20.2, 38.1, order=PAPER_COLUMNS),
+    'sfp': _row(63.9, 37.2, 37.9, 84.5, 39.9, 26.4, 20.8, 41.1, order=PAPER_COLUMNS),
+}
+# Its Avg. column (the mean of the eight, rounded).
+PAPER_TABLE1_AVERAGE: Dict[str, float] = {
+    'clip': 14.1, 'maskclip': 27.9, 'cliptrase': 37.5, 'clearclip': 38.8, 'sclip': 39.1,
+    'naclip': 39.4, 'lavg': 38.8, 'proxyclip': 42.3, 'sfp': 44.0}
+_PAPER_TABLE1_NOTES = {
+    'clearclip': 're-run with the official code under the paper\'s common protocol',
+    'sclip': 're-run with the official code under the paper\'s common protocol',
+    'naclip': 're-run with the official code under the paper\'s common protocol',
+    'lavg': 'uses DINO besides CLIP',
+    'proxyclip': 'uses DINO besides CLIP',
+}
+PAPER_TABLE1_SOURCES: Dict[str, str] = {
+    m: f'{SFP_PAPER}, Table 1' + (f' ({_PAPER_TABLE1_NOTES[m]})' if m in _PAPER_TABLE1_NOTES
+                                  else '')
+    for m in PAPER_TABLE1_MIOU}
 
 REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'clip': _row(None, None, None, 41.8, 9.2, 4.4, 5.5, 2.1),
@@ -113,7 +149,7 @@ REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'naclip': _row(64.07, 34.99, 36.19, 83.03, 38.35, 25.69, 38.27, 19.05),
     'scclip': _row(64.6, 36.8, 37.7, 84.3, 40.1, 26.6, 41.0, 20.1),
     'cliptrase': _row(50.88, 29.87, 43.56, 80.95, 33.83, 22.84, 21.3, 16.35),
-    'sfp': _row(62.9, 37.2, 37.9, 84.5, 39.9, 26.4, 41.1, 20.8),
+    'sfp': PAPER_TABLE1_MIOU['sfp'],
 }
 REPORTED_SOURCES: Dict[str, str] = {
     'clip': 'ClearCLIP README results image (its appendix Table 2, their implementation)',
@@ -125,10 +161,40 @@ REPORTED_SOURCES: Dict[str, str] = {
               'post-processing; taken from a later paper quoting that table (average 43.9)',
     'cliptrase': 'CLIPtrase README at 2b7de61, its 224 px centre-crop row (= its paper); '
                  'Cityscapes, not in the release, from the SFP paper Table 1',
-    'sfp': 'SFP paper (ICCV 2025) Table 1, as quoted by later work',
+    'sfp': PAPER_TABLE1_SOURCES['sfp'],
 }
-# The average each paper states, where it differs from the mean of its rounded numbers.
-STATED_AVERAGE: Dict[str, float] = {'sfp': 44.0}
+# The average each source states over the eight benchmarks.
+STATED_AVERAGE: Dict[str, float] = {'sfp': PAPER_TABLE1_AVERAGE['sfp']}
+
+
+@dataclass(frozen=True)
+class ReportedTable:
+    """One source's mIoU per method and benchmark, for the summary.
+
+    Attributes:
+        label: how the summary names its rows ('sfp (reported)', 'sfp (paper)').
+        miou: method -> benchmark -> mIoU (%).
+        sources: method -> where its row comes from.
+        stated_average: method -> the average the source states over the eight.
+    """
+
+    label: str
+    miou: Dict[str, Dict[str, float]]
+    sources: Dict[str, str]
+    stated_average: Dict[str, float]
+
+
+REPORTED_TABLES: Dict[str, ReportedTable] = {
+    'release': ReportedTable('reported', REPORTED_MIOU, REPORTED_SOURCES, STATED_AVERAGE),
+    'paper_table1': ReportedTable('paper', PAPER_TABLE1_MIOU, PAPER_TABLE1_SOURCES,
+                                  PAPER_TABLE1_AVERAGE),
+}
+
+
+def benchmark_of_dataset(dataset_type: str) -> Optional[str]:
+    """The benchmark a dataset class evaluates (None: none of the table's, or several)."""
+    names = [b.name for b in _TABLE if b.dataset_type == dataset_type]
+    return names[0] if len(names) == 1 else None
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:

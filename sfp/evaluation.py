@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import ast
 import csv
+import functools
 import inspect
 import io
 import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config, DictAction
@@ -17,8 +19,10 @@ from mmengine.dist import get_rank
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from .benchmarks import PAPER_BENCHMARKS, REPORTED_MIOU, STATED_AVERAGE, config_stem, did_you_mean
+from .benchmarks import PAPER_BENCHMARKS, REPORTED_TABLES, config_stem, did_you_mean
+from .clip.loader import checkpoint_sha256
 from .datasets import check_dataset_config, check_dataset_files
+from .protocols import Protocol, apply_protocol, load_protocol, protocol_root
 from .utils import atomic_write_text
 
 PathLike = Union[str, Path]
@@ -60,12 +64,35 @@ def parse_cfg_options(items: Sequence[str]) -> dict:
     return options
 
 
+def merge_cfg_options(cfg: Config, options: dict) -> None:
+    """Merge :func:`parse_cfg_options`' overrides into a config.
+
+    A dict literal carries mmengine's ``_delete_`` so that it replaces the config's value
+    whole; where the config has no such key, mmengine sets the dict with the flag still in
+    it, and it is removed here.
+    """
+    cfg.merge_from_dict(options)
+    for key, value in options.items():
+        if isinstance(value, dict):
+            node = cfg
+            for part in key.split('.'):
+                node = node.get(part) if isinstance(node, (Config, dict)) else None
+            if isinstance(node, dict):
+                node.pop('_delete_', None)
+
+
 def build_test_config(config: PathLike, data_root: Optional[str] = None,
                       clip_path: Optional[str] = None, work_dir: Optional[str] = None,
                       cfg_options: Optional[dict] = None, launcher: str = 'none',
                       show_dir: Optional[str] = None, out_dir: Optional[str] = None,
-                      overwrite: bool = False) -> Config:
+                      overwrite: bool = False,
+                      protocol: Union[str, Path, Protocol, None] = None) -> Config:
     """Load a config and apply the command-line overrides of tools/test.py.
+
+    In order: the config, the ``protocol`` (a name, a protocol file or a
+    :class:`~sfp.protocols.Protocol`; see :mod:`sfp.protocols`), ``cfg_options``, then
+    ``data_root`` and ``clip_path``.  A protocol's runs default to the work dir
+    ``work_dirs/<protocol>/<config name>``.
 
     Catches, before anything is built, what would otherwise fail deep inside the Runner:
     a model argument the segmentor does not take, and ``--launcher pytorch`` outside
@@ -75,8 +102,18 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     if not config.is_file():
         raise FileNotFoundError(f'config not found: {config}')
     cfg = Config.fromfile(str(config))
+    cfg.protocol = None
+    if protocol is not None:
+        protocol = load_protocol(protocol)
+        try:
+            check_model_arguments(dict(dict.fromkeys(protocol.model_keys),
+                                       type=cfg.model.type))
+        except ValueError as err:
+            raise ValueError(f'protocol {protocol.name} ({protocol.path}) sets an argument '
+                             f'this method does not take: {err}') from None
+        apply_protocol(cfg, protocol)
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        merge_cfg_options(cfg, cfg_options)
     check_launcher(launcher)
     cfg.launcher = launcher
     loader = cfg.test_dataloader
@@ -86,12 +123,17 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
         loader.persistent_workers = False  # PyTorch refuses it without workers
     if not torch.cuda.is_available():
         loader.pin_memory = False  # pinning only helps host-to-GPU copies
+    check_images_when_loading(cfg.test_dataloader.dataset.pipeline)
     if data_root:
         cfg.test_dataloader.dataset.data_root = data_root
+    # The weights the setting names, before --clip-path: the summary says when a run used
+    # others (random test weights, say), whose numbers mean nothing beside reported ones.
+    cfg.setting_clip_path = cfg.model.get('clip_path')
     if clip_path:
         cfg.model.clip_path = clip_path
     check_model_arguments(cfg.model)
-    cfg.work_dir = work_dir or cfg.get('work_dir') or str(Path('work_dirs') / config.stem)
+    cfg.work_dir = work_dir or cfg.get('work_dir') or str(
+        protocol_root('work_dirs', cfg.protocol) / config.stem)
     _refuse_to_overwrite(show_dir, '--show-dir', overwrite)
     _refuse_to_overwrite(out_dir, '--out', overwrite)
     if show_dir:
@@ -100,6 +142,16 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     if out_dir:
         cfg.test_evaluator.update(output_dir=out_dir, keep_results=True)
     return cfg
+
+
+def check_images_when_loading(pipeline: list) -> None:
+    """Read images with :class:`~sfp.datasets.LoadImageChecked` where a pipeline reads them
+    with mmcv's ``LoadImageFromFile``: the same pixels, also what only Pillow decodes, and
+    an unreadable file is one line naming it.  The configs keep mmcv's loader, which
+    mmseg's ``inference_model`` and ``MMSegInferencer`` look for."""
+    for step in pipeline:
+        if step.get('type') == 'LoadImageFromFile':
+            step['type'] = 'LoadImageChecked'
 
 
 def available_cores() -> int:
@@ -181,9 +233,13 @@ def run_test(cfg: Config) -> Dict[str, float]:
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     if get_rank() == 0:
-        record = dict(config=str(cfg.filename), dataset=cfg.test_dataloader.dataset.type,
+        record = dict(config=str(cfg.filename), protocol=cfg.get('protocol'),
+                      dataset=cfg.test_dataloader.dataset.type,
                       data_root=str(cfg.test_dataloader.dataset.data_root),
-                      clip_path=str(cfg.model.get('clip_path')), num_images=num_images,
+                      clip_path=str(cfg.model.get('clip_path')),
+                      setting_clip_path=str(cfg.get('setting_clip_path',
+                                                    cfg.model.get('clip_path'))),
+                      num_images=num_images,
                       timestamp=runner.timestamp,
                       metrics={k: float(v) for k, v in metrics.items()})
         text = json.dumps(record, indent=2) + '\n'
@@ -192,85 +248,176 @@ def run_test(cfg: Config) -> Dict[str, float]:
     return metrics
 
 
-Results = Dict[Tuple[str, str], Optional[float]]
+Record = Dict[str, object]
 
 
-def collect_results(work_root: PathLike, methods: Sequence[str],
-                    benchmarks: Sequence[str]) -> Results:
-    """Latest mIoU of each (method, benchmark) under ``work_root``, read from the work dir
-    tools/test.py uses by default (``<work_root>/<method>_vit-b16_<benchmark>``).
+def read_record(work_dir: PathLike) -> Optional[Record]:
+    """The latest run's record in a work dir (``metrics.json``), or None."""
+    path = Path(work_dir) / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+@dataclass
+class SummaryRow:
+    """One row of the summary: our runs and the reference numbers beside them.
+
+    Attributes:
+        label: the row's name (a method, or a paper table's row).
+        runs: benchmark -> the run's record (None: not run).
+        reference: benchmark -> the reference number (absent: none).
+        stated_average: the average the reference states for the row, if any.
+    """
+
+    label: str
+    runs: Dict[str, Optional[Record]]
+    reference: Dict[str, float] = field(default_factory=dict)
+    stated_average: Optional[float] = None
+
+    def ours(self, benchmark: str) -> Optional[float]:
+        run = self.runs.get(benchmark)
+        return None if run is None else run['metrics'].get('mIoU')
+
+
+def collect_rows(work_root: PathLike, methods: Sequence[str], benchmarks: Sequence[str],
+                 protocol: Optional[str] = None,
+                 reference: str = 'release') -> List[SummaryRow]:
+    """One row per method: the latest run of each benchmark, read from the work dir
+    tools/test.py uses by default (``<work_root>[/<protocol>]/<method>_vit-b16_<benchmark>``),
+    beside the ``reference`` table's numbers (a key of REPORTED_TABLES).
 
     Raises FileNotFoundError when the folder does not exist or holds none of the runs.
     """
-    root = Path(work_root)
+    root = protocol_root(work_root, protocol)
     if not root.is_dir():
         raise FileNotFoundError(f'work folder not found: {root.resolve()} (tools/test.py '
-                                f'writes to work_dirs/<config name>/ by default)')
-    results: Results = {}
+                                f'writes to work_dirs/[<protocol>/]<config name>/ by default)')
+    table = REPORTED_TABLES[reference]
+    rows = []
     for method in methods:
-        for benchmark in benchmarks:
-            path = root / config_stem(method, benchmark) / METRICS_FILE
-            results[(method, benchmark)] = (
-                json.loads(path.read_text())['metrics'].get('mIoU') if path.is_file() else None)
-    if all(v is None for v in results.values()):
+        stated = table.stated_average.get(method)
+        rows.append(SummaryRow(
+            method, {b: read_record(root / config_stem(method, b)) for b in benchmarks},
+            table.miou.get(method, {}),
+            stated if sorted(benchmarks) == sorted(PAPER_BENCHMARKS) else None))
+    if all(run is None for row in rows for run in row.runs.values()):
         raise FileNotFoundError(
             f'no {METRICS_FILE} under {root.resolve()}/<method>_vit-b16_<benchmark>/ for '
             f'methods {", ".join(methods)} and benchmarks {", ".join(benchmarks)}; is it '
             f'the folder tools/test.py wrote to?')
-    return results
+    return rows
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
     return sum(values) / len(values) if values and None not in values else None
 
 
-def results_table(results: Results,
-                  reported: Dict[str, Dict[str, float]] = REPORTED_MIOU) -> Dict[str, str]:
-    """Markdown and CSV tables, methods by benchmarks: our mIoU, the reported one and the
-    difference per method, with the average over the benchmarks when all are present."""
-    methods = list(dict.fromkeys(m for m, _ in results))
-    benchmarks = list(dict.fromkeys(b for _, b in results))
+@functools.cache
+def _weights_id(clip_path: str) -> str:
+    return checkpoint_sha256(clip_path) or clip_path
 
+
+def other_weights_note(rows: Sequence[SummaryRow], reference_label: str) -> Optional[str]:
+    """A note when runs used other weights than their setting names (``--clip-path``
+    over the config's ``clip_path``; the same file under another name is the same)."""
+    swaps = sorted({(str(run['clip_path']), str(run['setting_clip_path']))
+                    for row in rows for run in row.runs.values()
+                    if run and run.get('setting_clip_path') not in (None, 'None')
+                    and run['clip_path'] != run['setting_clip_path']
+                    and _weights_id(str(run['clip_path']))
+                    != _weights_id(str(run['setting_clip_path']))})
+    if not swaps:
+        return None
+    used = '; '.join(f'{used} instead of {setting}' for used, setting in swaps)
+    return (f'Our numbers come from other weights than their setting names ({used}): '
+            f'they are not comparable with the rows marked ({reference_label}), and on '
+            f'random weights (such as the tests\' tiny CLIP) they are meaningless.')
+
+
+def results_table(rows: Sequence[SummaryRow], benchmarks: Sequence[str],
+                  reference_label: str = 'reported', first_column: str = 'method',
+                  notes: Sequence[str] = ()) -> Dict[str, str]:
+    """Markdown and CSV tables, rows by benchmarks: our mIoU, the reference one and the
+    difference per row, with the average over the benchmarks when all are present; then
+    the stated averages, a note on runs made with other weights, and ``notes``."""
     def fmt(value: Optional[float]) -> str:
         return '-' if value is None else f'{value:.2f}'
 
-    lines = ['| method | ' + ' | '.join(benchmarks) + ' | average |',
+    lines = [f'| {first_column} | ' + ' | '.join(benchmarks) + ' | average |',
              '|---|' + '---:|' * (len(benchmarks) + 1)]
-    rows = []
-    notes = []
-    for method in methods:
-        ours = [results[(method, b)] for b in benchmarks]
-        paper = [reported.get(method, {}).get(b) for b in benchmarks]
-        diff = [None if o is None or p is None else o - p for o, p in zip(ours, paper)]
-        for label, values in ((method, ours), (f'{method} (reported)', paper)):
+    csv_rows = []
+    for row in rows:
+        ours = [row.ours(b) for b in benchmarks]
+        reference = [row.reference.get(b) for b in benchmarks]
+        diff = [None if o is None or r is None else o - r for o, r in zip(ours, reference)]
+        for label, values in ((row.label, ours), (f'{row.label} ({reference_label})',
+                                                  reference)):
             lines.append(f'| {label} | ' + ' | '.join(fmt(v) for v in values + [_mean(values)])
                          + ' |')
-        lines.append(f'| {method} (difference) | ' + ' | '.join(
+        lines.append(f'| {row.label} (difference) | ' + ' | '.join(
             '-' if d is None else f'{d:+.2f}' for d in diff + [
-                None if _mean(ours) is None or _mean(paper) is None
-                else _mean(ours) - _mean(paper)]) + ' |')
-        rows += [[method, b, '' if o is None else f'{o:.4f}', '' if p is None else p]
-                 for b, o, p in zip(benchmarks, ours, paper)]
-        if method in STATED_AVERAGE and sorted(benchmarks) == sorted(PAPER_BENCHMARKS):
-            notes.append(f'{method}: the paper states an average of '
-                         f'{STATED_AVERAGE[method]}; the mean of its rounded numbers above '
-                         f'is {_mean(paper):.2f}.')
-    markdown = '\n'.join(lines) + '\n' + ''.join(f'\n{n}\n' for n in notes)
+                None if _mean(ours) is None or _mean(reference) is None
+                else _mean(ours) - _mean(reference)]) + ' |')
+        csv_rows += [[row.label, b, '' if o is None else f'{o:.4f}', '' if r is None else r]
+                     for b, o, r in zip(benchmarks, ours, reference)]
+    stated = [f'{row.label} {row.stated_average}' for row in rows
+              if row.stated_average is not None]
+    all_notes = ([f'Averages as the {reference_label} source states them: {", ".join(stated)} '
+                  f'(the average column is the mean of the rounded numbers above).']
+                 if stated else [])
+    weights = other_weights_note(rows, reference_label)
+    all_notes += ([weights] if weights else []) + list(notes)
+    markdown = '\n'.join(lines) + '\n' + ''.join(f'\n{n}\n' for n in all_notes)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator='\n')
-    writer.writerow(['method', 'benchmark', 'miou', 'reported_miou'])
-    writer.writerows(rows)
+    writer.writerow([first_column, 'benchmark', 'miou', f'{reference_label}_miou'])
+    writer.writerows(csv_rows)
     return {'markdown': markdown, 'csv': buffer.getvalue()}
 
 
-def write_summary(work_root: PathLike, out: PathLike, methods: Sequence[str] = ('sfp',),
-                  benchmarks: Sequence[str] = PAPER_BENCHMARKS) -> str:
-    """Summarise the runs under ``work_root`` into ``out``.md and ``out``.csv."""
-    tables = results_table(collect_results(work_root, methods, benchmarks))
+def write_tables(tables: Dict[str, str], out: PathLike) -> None:
+    """``out``.md and ``out``.csv, atomically."""
     out = Path(out)
     atomic_write_text(out.with_suffix('.md'), tables['markdown'])
     atomic_write_text(out.with_suffix('.csv'), tables['csv'])
+
+
+def write_summary(work_root: PathLike, out: Optional[PathLike] = None,
+                  methods: Sequence[str] = ('sfp',),
+                  benchmarks: Sequence[str] = PAPER_BENCHMARKS,
+                  protocol: Union[str, Path, Protocol, None] = None) -> str:
+    """Summarise the runs under ``work_root`` (under ``protocol``: its runs, beside the
+    protocol's reference numbers) into ``out``.md and ``out``.csv (default
+    ``<work_root>[/<protocol>]/summary``)."""
+    name, reference, notes = None, 'release', []
+    if protocol is not None:
+        protocol = load_protocol(protocol)
+        name, reference = protocol.name, protocol.reference
+        notes.append(f'Protocol: {protocol.argument} (every method under one setting; see '
+                     f'docs/protocols.md).')
+    if reference is None:  # a protocol without reference numbers
+        rows = collect_rows(work_root, methods, benchmarks, name, 'release')
+        rows = [SummaryRow(r.label, r.runs) for r in rows]
+        label = 'reported'
+    else:
+        rows = collect_rows(work_root, methods, benchmarks, name, reference)
+        label = REPORTED_TABLES[reference].label
+        if protocol is not None:
+            notes += missing_rows_note(REPORTED_TABLES[reference].miou, methods, label)
+    tables = results_table(rows, benchmarks, label, notes=notes)
+    write_tables(tables, out or protocol_root(work_root, name) / 'summary')
     return tables['markdown']
+
+
+def missing_rows_note(reference: Dict[str, Dict[str, float]], shown: Sequence[str],
+                      label: str) -> List[str]:
+    """A note naming the reference's methods that have no row here, and why."""
+    from .apis import available_methods
+
+    available = available_methods()
+    missing = [f'{m} ({"not run" if m in available else "not in this framework"})'
+               for m in reference if m not in shown]
+    return [f'Rows of the {label} table without a run here: {", ".join(missing)}.'] \
+        if missing else []
 
 
 def local_rank_from_args(local_rank: int) -> None:

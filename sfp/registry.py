@@ -28,8 +28,11 @@ def registered_type(registry: Registry, name: str, what: str, argument: str = ''
 def build_from_registry(registry: Registry, cfg: dict, what: str, argument: str = ''):
     """Build a ``dict(type=..., **arguments)`` config; an unknown type or bad arguments
     are a ValueError naming them."""
-    registered_type(registry, cfg['type'], what, argument)
+    cls = registered_type(registry, cfg['type'], what, argument)
     try:
-        return registry.build(cfg)
+        # The class itself, not registry.build: under mmseg's default scope (which its
+        # apis and mmengine's Runner set) mmengine would warn at every build that these
+        # registries are not in mmseg's tree.
+        return cls(**{k: v for k, v in cfg.items() if k != 'type'})
     except TypeError as err:
         raise ValueError(f'bad arguments for {what} {cfg["type"]!r}: {err}') from err

@@ -184,3 +184,13 @@ def test_enhancer_attention_is_what_the_last_block_applies(comparison, image, me
     v = block.attn.project_v(block.ln_1(patches))
     rebuilt = block.attn.merge_heads(weights[None] @ v) + enhancer.cls_residual * cls
     assert torch.allclose(rebuilt, output, rtol=0, atol=1e-5)
+
+
+def test_value_value_enhancer_is_refused(make_segmentor, image):
+    """softmax(V V^T) V is not linear in V: its weights cannot be read with V = I."""
+    from sfp.analysis import last_block_attention
+    seg = make_segmentor(encoder_cfg=dict(enhancer=dict(terms=('vv', 'guidance'))),
+                         templates=['{}'])
+    walk = seg.encoder.walk(clip_input(image).double())
+    with pytest.raises(ValueError, match="'vv' term weighs its values by their own"):
+        last_block_attention(seg.encoder, walk)

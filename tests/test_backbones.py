@@ -311,9 +311,15 @@ def test_activation_contradicting_a_folder_config(tmp_path):
 def test_checkpoint_of_no_known_format_names_what_was_expected(tmp_path):
     path = tmp_path / 'weights.pt'
     torch.save({'encoder.layer.0.weight': torch.zeros(2)}, path)
-    with pytest.raises(clip.CheckpointError, match='not an OpenAI CLIP ViT state dict: '
-                                                   'missing visual.conv1.weight'):
+    with pytest.raises(clip.CheckpointError) as refused:
         clip.load(path)
+    message = str(refused.value)
+    assert '\n' not in message and f'{path} is in no CLIP format' in message
+    assert 'lacks visual.conv1.weight' in message and 'encoder.layer.0.weight' in message
+    for accepted in ("OpenAI's TorchScript archive or a state dict", 'transformers folder',
+                     'config.json + model.safetensors or pytorch_model.bin', 'open_clip folder',
+                     'open_clip_config.json + open_clip_model.safetensors', 'hf-hub:<org>/<repo>'):
+        assert accepted in message, accepted
     (tmp_path / 'config.json').write_text('{}')
     with pytest.raises(clip.CheckpointNotFoundError, match='config.json but no '
                                                            'model.safetensors'):

@@ -51,6 +51,16 @@ def test_presets_are_the_table(name):
     assert preset.short_side == BENCHMARKS[name].short_side
 
 
+@pytest.mark.parametrize('method', available_methods())
+def test_a_methods_preset_has_its_configs_class_file(method):
+    """A baseline's preset is its release's class file (ClearCLIP's VOC21 file has one name
+    per class; SFP's has background synonyms), as its config gives it."""
+    name_path = Config.fromfile(str(BENCHMARKS['voc21'].config(method))).model.name_path
+    preset = load_preset('voc21', method)
+    assert preset.classes == read_class_names(name_path, allow_duplicates=True)
+    assert 'name_path' not in preset.model_kwargs
+
+
 def test_preset_display_names_are_the_datasets():
     assert load_preset('voc21').display_names[:2] == ['background', 'aeroplane']
     assert load_preset('voc21').classes[0][0] == 'sky'  # the first background synonym
@@ -65,8 +75,8 @@ def test_unknown_benchmark_lists_the_known():
         get_benchmark('ADE20K')
 
 
-def test_readme_table_is_the_table():
-    readme = (REPO / 'README.md').read_text()
+def test_docs_table_is_the_table():
+    page = (REPO / 'docs' / 'evaluate.md').read_text()
 
     def fmt(value):
         return '-' if value is None else f'{value:g}'
@@ -76,7 +86,7 @@ def test_readme_table_is_the_table():
                f'`{b.class_file.name}` | {b.short_side} | {fmt(b.logit_scale)} | '
                f'{fmt(b.prob_thd)} | {fmt(b.area_thd)} | '
                f'{fmt(REPORTED_MIOU["sfp"].get(b.name))} |')
-        assert row in readme, row
+        assert row in page, row
 
 
 @pytest.mark.parametrize('method', available_methods())
@@ -90,3 +100,29 @@ def test_every_method_config_names_the_table(method, name):
     assert cfg.test_dataloader.dataset.data_root == f'data/{benchmark.data_root}'
     class_file = Path(cfg.model.name_path)
     assert class_file.name == benchmark.class_file.name and class_file.is_file()
+
+
+def reported_rows(page: str) -> dict:
+    """The rows of a page's reported-mIoU table (header '| method | voc21 | ...'), by
+    method key ('SC-CLIP' is 'scclip'), as {benchmark: value} without blank cells."""
+    lines = page.splitlines()
+    header = '| method | ' + ' | '.join(PAPER_BENCHMARKS) + ' |'
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith('|'):
+            break
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        rows[cells[0].lower().replace('-', '')] = {
+            b: float(v) for b, v in zip(PAPER_BENCHMARKS, cells[1:]) if v}
+    return rows
+
+
+@pytest.mark.parametrize('page', ['README.md', 'docs/methods.md'])
+def test_reported_tables_are_the_table(page):
+    """The README's results and the methods page's reported numbers are REPORTED_MIOU; the
+    methods page lists every method that has reported numbers."""
+    rows = reported_rows((REPO / page).read_text())
+    assert rows == {m: REPORTED_MIOU.get(m) for m in rows}
+    if page == 'docs/methods.md':
+        assert set(rows) == set(REPORTED_MIOU)

@@ -301,3 +301,29 @@ def test_banded_postprocessing_equals_full_resolution(area_thd):
         assert torch.allclose(banded_probs, probs, atol=1e-12)
     none, _ = postprocess_logit_map(logit_map, query_idx, 4, 10.0, return_probs=False)
     assert none is None
+
+
+@pytest.mark.parametrize('terms', [('vv', 'guidance'), ('qq', 'vv'), ('kk', 'vv', 'guidance')])
+def test_enhancer_self_self_terms_by_hand(visual, terms):
+    """The supplementary Table 1's variants: each term's attention written out from the last
+    block's in_proj, averaged, then out_proj and the CLS residual."""
+    block = visual.blocks[-1]
+    generator = torch.Generator().manual_seed(0)
+    patches = torch.randn(2, 12, visual.width, generator=generator, dtype=torch.float64)
+    cls = torch.randn(2, 1, visual.width, generator=generator, dtype=torch.float64)
+    guidance = torch.softmax(torch.randn(2, 12, 12, generator=generator,
+                                         dtype=torch.float64), -1)
+    heads, width = block.attn.num_heads, visual.width
+    qkv = block.ln_1(patches) @ block.attn.in_proj_weight.t() + block.attn.in_proj_bias
+    q, k, v = (t.view(2, 12, heads, width // heads).transpose(1, 2)
+               for t in qkv.split(width, dim=-1))
+    scale = (width // heads) ** -0.5
+    attention = {'qq': torch.softmax(q @ q.transpose(-2, -1) * scale, -1),
+                 'kk': torch.softmax(k @ k.transpose(-2, -1) * scale, -1),
+                 'vv': torch.softmax(v @ v.transpose(-2, -1) * scale, -1),
+                 'guidance': guidance.unsqueeze(1)}
+    mixed = sum(attention[t] @ v for t in terms) / len(terms)
+    expected = block.attn.out_proj(mixed.transpose(1, 2).reshape(2, 12, width)) + 0.3 * cls
+    enhancer = SemanticAwareAttentionEnhancer(0.3, terms=terms)
+    assert torch.allclose(enhancer(block, patches, cls, guidance), expected, rtol=0,
+                          atol=1e-12)

@@ -149,7 +149,7 @@ def fp64_reference(golden, make_segmentor):
     return results
 
 
-# The README's bounds ("Faithful to the release"), measured on these three images
+# The bounds docs/faithful.md states, measured on these three images
 # against fp64: logits within 2.6e-7 (fp32), 1.6e-3 (fp16), 2.8e-3 (bf16); probabilities
 # within 1.2e-6, 5.0e-3, 2.4e-2; labels agreeing on 100%, >= 99.978% and >= 99.367% of
 # the pixels of every image.  Bounds: logits and probabilities about 1.5x to 4x the

@@ -184,7 +184,7 @@ def test_segment_an_upload_in_the_browser(server, browser):
     # nothing came from anywhere but this server (no fonts, scripts or telemetry)
     assert {u for u in requested_urls(browser) if not u.startswith((server, 'data:', 'blob:'))
             } == set()
-    if os.environ.get('SFP_WEBUI_SCREENSHOT'):  # kept small for the README: 256 colours
+    if os.environ.get('SFP_WEBUI_SCREENSHOT'):  # kept small for docs/webui.md: 256 colours
         shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert('RGB')
         shot = shot.resize((1000, round(1000 * shot.height / shot.width)), Image.LANCZOS)
         shot.quantize(256).save(os.environ['SFP_WEBUI_SCREENSHOT'], optimize=True)

@@ -2,6 +2,7 @@
 
 Examples:
     python tools/test.py configs/sfp/sfp_vit-b16_voc21.py --data-root data/VOCdevkit/VOC2012
+    python tools/test.py configs/naclip/naclip_vit-b16_voc21.py --protocol paper
     torchrun --nproc_per_node=8 tools/test.py configs/sfp/sfp_vit-b16_ade20k.py --launcher pytorch
 """
 import argparse
@@ -19,7 +20,12 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file, e.g. configs/sfp/sfp_vit-b16_voc21.py')
     parser.add_argument('--data-root', help='dataset folder (overrides the config)')
     parser.add_argument('--clip-path', help="CLIP name ('ViT-B/16') or checkpoint file")
-    parser.add_argument('--work-dir', help='logs and metrics (default work_dirs/<config>)')
+    parser.add_argument('--protocol',
+                        help="run under a protocol instead of the config's own setting: a "
+                             "name ('paper', configs/_protocols_/) or a protocol file; see "
+                             "docs/protocols.md")
+    parser.add_argument('--work-dir', help='logs and metrics (default work_dirs/<config>, '
+                                           'under a protocol work_dirs/<protocol>/<config>)')
     parser.add_argument('--show-dir', help='save visualised predictions here')
     parser.add_argument('--out', help='save predicted label maps (PNG) here')
     parser.add_argument('--overwrite', action='store_true',
@@ -51,7 +57,8 @@ def main(argv=None) -> int:
                                 work_dir=args.work_dir,
                                 cfg_options=parse_cfg_options(args.cfg_options),
                                 launcher=args.launcher, show_dir=args.show_dir,
-                                out_dir=args.out, overwrite=args.overwrite)
+                                out_dir=args.out, overwrite=args.overwrite,
+                                protocol=args.protocol)
         run_test(cfg)
     except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
         print(f'error: {user_message(err)}', file=sys.stderr)

@@ -3,7 +3,7 @@ _base_ = [
     '../_base_/datasets/context60.py',
     '../_base_/default_runtime.py',
 ]
-# The released ViT-B/16 setting (README: "Released settings").
+# The released ViT-B/16 setting (docs/evaluate.md, "The eight benchmarks").
 model = dict(
     name_path='{{ fileDirname }}/../classnames/cls_context60.txt',
     logit_scale=40,

@@ -6,7 +6,13 @@ from .errors import (
                      ChecksumMismatchError,
                      UnknownModelError,
 )
-from .formats import read_checkpoint, read_state_dict
+from .formats import (
+                     ACCEPTED_FORMATS,
+                     is_clip_state_dict,
+                     read_checkpoint,
+                     read_state_dict,
+                     same_weights,
+)
 from .loader import (
                      ARCHITECTURES,
                      PRECISIONS,
@@ -29,9 +35,10 @@ from .model import (
 from .tokenizer import SimpleTokenizer, tokenize
 
 __all__ = [
-    'ACTIVATIONS', 'ARCHITECTURES', 'CLIP', 'CLIPConfig', 'CheckpointError',
+    'ACCEPTED_FORMATS', 'ACTIVATIONS', 'ARCHITECTURES', 'CLIP', 'CLIPConfig', 'CheckpointError',
     'CheckpointNotFoundError', 'ChecksumMismatchError', 'PRECISIONS', 'SimpleTokenizer',
     'UnknownModelError', 'VisionTransformer', 'available_models', 'build_model', 'cache_dir',
     'infer_config', 'load', 'precision_dtype', 'random_model', 'read_checkpoint',
-    'read_state_dict', 'resize_patch_pos_embed', 'resolve_checkpoint', 'tokenize'
+    'is_clip_state_dict', 'read_state_dict', 'resize_patch_pos_embed', 'resolve_checkpoint',
+    'same_weights', 'tokenize'
 ]

@@ -33,6 +33,12 @@ DEFAULT_ACTIVATION = 'quick_gelu'
 
 # Entries of OpenAI's TorchScript state dicts that are not weights.
 _NON_WEIGHT_KEYS = ('input_resolution', 'context_length', 'vocab_size')
+ACCEPTED_FORMATS = (
+    f"OpenAI's TorchScript archive or a state dict with its key names (.pt, .pth, .bin, "
+    f".safetensors), a Hugging Face transformers folder ({HF_CONFIG} + "
+    f"{' or '.join(HF_WEIGHTS)}), an open_clip folder ({OPEN_CLIP_CONFIG} + "
+    f"{' or '.join(OPEN_CLIP_WEIGHTS)}), hf-hub:<org>/<repo>, or an OpenAI model name "
+    f"(ViT-B/16 ...)")
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -73,10 +79,25 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
     if not isinstance(state_dict, dict) or not all(
             isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f'{path} holds a {type(state_dict).__name__}, not a state dict '
-                              f'of tensors')
+                              f'of tensors. Accepted: {ACCEPTED_FORMATS}')
     if state_dict and all(k.startswith('module.') for k in state_dict):  # DDP training
         state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
     return {k: v for k, v in state_dict.items() if k not in _NON_WEIGHT_KEYS}
+
+
+def is_clip_state_dict(state_dict: StateDict) -> bool:
+    """Whether a state dict has a CLIP's key names (OpenAI's and open_clip's, or Hugging
+    Face transformers')."""
+    return any(k.startswith(('visual.', 'vision_model.')) for k in state_dict)
+
+
+def same_weights(state_dict: StateDict, other: StateDict) -> bool:
+    """Whether two state dicts hold the same tensors under the same names (entries that are
+    not weights aside), as two reads of one checkpoint do."""
+    first, second = ({k: v for k, v in sd.items() if k not in _NON_WEIGHT_KEYS}
+                     for sd in (state_dict, other))
+    return first.keys() == second.keys() and all(
+        v.dtype == second[k].dtype and torch.equal(v, second[k]) for k, v in first.items())
 
 
 def _read_safetensors(path: Path) -> StateDict:

@@ -98,6 +98,16 @@ def file_sha256(path: Union[str, Path]) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_sha256(name_or_path: Union[str, Path]) -> Optional[str]:
+    """The sha256 of the weights an OpenAI model name stands for (the published one) or of
+    a local file; None for anything else (hub names, folders, missing files)."""
+    name = str(name_or_path)
+    if name in _MODELS:
+        return _MODELS[name][0]
+    path = Path(name).expanduser()
+    return file_sha256(path) if path.is_file() else None
+
+
 def download(url: str, target: Path, sha256: str, progress: bool = True) -> Path:
     """Download ``url`` to ``target`` through a temporary file, checking its sha256.
 

@@ -340,6 +340,7 @@ def infer_config(state_dict: dict, source: Optional[str] = None, **settings) -> 
     OpenAI's values (QuickGELU, 64-wide heads, eps 1e-5, end-of-text at the largest id).
     """
     from .errors import CheckpointError
+    from .formats import ACCEPTED_FORMATS
 
     where = f' in {source}' if source else ''
     if 'visual.layer1.0.conv1.weight' in state_dict:
@@ -352,9 +353,9 @@ def infer_config(state_dict: dict, source: Optional[str] = None, **settings) -> 
     missing = [k for k in required if k not in state_dict]
     if missing:
         raise CheckpointError(
-            f'the checkpoint{where} is not an OpenAI CLIP ViT state dict: missing '
-            f'{", ".join(missing)} (it has {len(state_dict)} keys, e.g. '
-            f'{", ".join(list(state_dict)[:3])})')
+            f'the checkpoint{where} is in no CLIP format sfp reads: as an OpenAI CLIP ViT '
+            f'state dict it lacks {", ".join(missing)} (it has {len(state_dict)} keys, e.g. '
+            f'{", ".join(list(state_dict)[:3])}). Accepted: {ACCEPTED_FORMATS}')
     conv = state_dict['visual.conv1.weight']
     grid = math.isqrt(state_dict['visual.positional_embedding'].shape[0] - 1)
 

@@ -11,7 +11,7 @@ from torch import nn
 from ..clip.model import ResidualAttentionBlock
 from ..registry import ENCODER_PARTS
 
-ATTENTION_TERMS = ('qq', 'kk', 'guidance')
+ATTENTION_TERMS = ('qq', 'kk', 'vv', 'guidance')
 
 
 @ENCODER_PARTS.register_module()
@@ -24,11 +24,13 @@ class SemanticAwareAttentionEnhancer(nn.Module):
 
     Args:
         cls_residual: weight of the CLS token added to the output.
-        terms: the attentions averaged, among 'qq', 'kk' and 'guidance' (SFP: all
-            three; SC-CLIP: 'guidance' and 'kk').
+        terms: the attentions averaged, among 'qq', 'kk', 'vv' (softmax(V V^T / sqrt(d)),
+            the paper's supplementary Table 1) and 'guidance' (SFP: 'qq', 'kk' and
+            'guidance'; SC-CLIP: 'guidance' and 'kk').
     """
 
-    def __init__(self, cls_residual: float = 0.3, terms: Sequence[str] = ATTENTION_TERMS):
+    def __init__(self, cls_residual: float = 0.3,
+                 terms: Sequence[str] = ('qq', 'kk', 'guidance')):
         super().__init__()
         unknown = [t for t in terms if t not in ATTENTION_TERMS]
         if unknown or not terms:
@@ -49,9 +51,10 @@ class SemanticAwareAttentionEnhancer(nn.Module):
             (B, N, C).
         """
         q, k, v = block.attn.project_qkv(block.ln_1(patches))  # (B, h, N, d) each
-        # softmax(QQ^T)V and softmax(KK^T)V through the fused kernel, A_g V for all heads.
+        # Self-self attentions through the fused kernel, A_g V for all heads.
         outputs = dict(qq=lambda: F.scaled_dot_product_attention(q, q, v),
                        kk=lambda: F.scaled_dot_product_attention(k, k, v),
+                       vv=lambda: F.scaled_dot_product_attention(v, v, v),
                        guidance=lambda: guidance.unsqueeze(1).to(v.dtype) @ v)
         mixed = sum(outputs[t]() for t in self.terms) / len(self.terms)
         return block.attn.merge_heads(mixed) + self.cls_residual * cls

@@ -2,6 +2,7 @@
 (SFP's by default, or any of :data:`sfp.registry.ENCODERS`)."""
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,12 +10,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from .. import clip
+from ..datasets import dataset_meta
 from ..methods import SFPEncoder
 from ..registry import ENCODERS, build_from_registry, registered_type
 from ..text import build_query_features, load_vocabulary
@@ -120,6 +123,9 @@ class SFPSegmentor(BaseSegmentor):
         allow_duplicate_names: accept a class file that gives one name to two classes
             (only to reproduce a release's file as it is; see
             :func:`sfp.text.parse_class_names`).
+        pretrained, train_cfg, test_cfg: mmseg's ``init_model`` sets the first two to
+            None; there is nothing else to give: the weights come from ``clip_path``,
+            there is no training, and ``slide_crop`` / ``slide_stride`` are the window.
     """
 
     def __init__(self,
@@ -150,11 +156,15 @@ class SFPSegmentor(BaseSegmentor):
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None):
         _check_arguments(prob_thd=prob_thd, logit_scale=logit_scale, slide_crop=slide_crop,
                          slide_stride=slide_stride, area_thd=area_thd,
                          crop_batch_size=crop_batch_size, pamr_steps=pamr_steps,
                          memory_budget_mb=memory_budget_mb, pad_crops=pad_crops)
+        _refuse_mmseg_arguments(pretrained=pretrained, train_cfg=train_cfg, test_cfg=test_cfg)
         # Built here, from mmseg's registry, so that it works outside mmseg's default scope.
         preprocessor_cfg = data_preprocessor or dict(type=SFPDataPreProcessor.__name__)
         super().__init__(data_preprocessor=MODELS.build(preprocessor_cfg), init_cfg=init_cfg)
@@ -181,7 +191,9 @@ class SFPSegmentor(BaseSegmentor):
         else:
             checkpoint = clip.resolve_checkpoint(clip_path)
             model = clip.load(checkpoint, device=device, precision=text_dtype)
+        self.clip_checkpoint = checkpoint  # the weights file, None for a loaded CLIP
         self.class_names = [names[0] for names in classes]
+        self._dataset_meta: Optional[dict] = None  # see dataset_meta
         query_features, query_idx = build_query_features(
             model, classes, templates, checkpoint=_cache_key(text_cache, checkpoint))
         if encoder_type.uses_vocabulary:
@@ -447,6 +459,65 @@ class SFPSegmentor(BaseSegmentor):
     def loss(self, inputs, data_samples):
         raise RuntimeError('SFP is training-free: the segmentor has no loss to train with')
 
+    # -- what mmseg's apis and tools set on or load into a model -----------------------
+    @property
+    def dataset_meta(self) -> dict:
+        """``classes`` (a name per class) and ``palette`` (an RGB colour per class), as
+        mmseg's visualiser, ``show_result_pyplot`` and ``MMSegInferencer`` read them.
+
+        Those of the dataset in the config that mmseg's ``init_model`` and
+        ``MMSegInferencer`` attach to the model (``model.cfg``) when it names each class
+        (see :func:`sfp.datasets.dataset_meta`), else the vocabulary's first synonyms.
+        """
+        if self._dataset_meta is not None:
+            return self._dataset_meta
+        dataset = getattr(self, 'cfg', None) and self.cfg.get('test_dataloader', {}).get(
+            'dataset', {}).get('type')
+        return dataset_meta(dataset or None, self.class_names)
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: dict) -> None:
+        # mmseg's init_model and MMSegInferencer set a checkpoint's meta here, or
+        # Cityscapes' classes when the checkpoint has none. The vocabulary fixes the
+        # classes: a meta naming other classes would mislabel every prediction.
+        current = self.dataset_meta
+        if list(meta.get('classes') or ()) != list(current['classes']):
+            print_log(f'dataset_meta naming {len(meta.get("classes") or ())} other classes '
+                      f'is ignored: the vocabulary\'s {self.num_classes} classes keep their '
+                      f'names', logger='current', level=logging.WARNING)
+            return
+        self._dataset_meta = dict(current, **meta)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
+        """Load this segmentor's own weights as any module does; a CLIP checkpoint is
+        taken only when it is ``clip_path``'s (mmseg's tools want a checkpoint: the same
+        file serves), and anything else is refused in one line."""
+        own = self.state_dict()
+        keys = [k for k in state_dict if k.startswith(prefix)]
+        if keys and not any(k[len(prefix):] in own for k in keys):
+            weights = {k[len(prefix):]: state_dict.pop(k) for k in keys}
+            self._check_clip_checkpoint(weights, example=next(iter(own)))
+            state_dict.update({prefix + k: v for k, v in own.items()})  # loads as a no-op
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _check_clip_checkpoint(self, weights: dict, example: str) -> None:
+        if not clip.is_clip_state_dict(weights):
+            raise clip.CheckpointError(
+                f'the checkpoint holds neither this segmentor\'s weights (keys such as '
+                f'{example}) nor a CLIP (keys such as visual.conv1.weight); it has '
+                f'{len(weights)} keys, e.g. {", ".join(list(weights)[:3])}. The weights '
+                f'come from clip_path: pass that file as the checkpoint')
+        if self.clip_checkpoint is None or not clip.same_weights(
+                weights, clip.read_state_dict(self.clip_checkpoint)):
+            source = self.clip_checkpoint or 'a CLIP model given as clip_path'
+            raise clip.CheckpointError(
+                f'the checkpoint is a CLIP other than clip_path ({source}), whose image '
+                f'tower and class features the segmentor holds; to run that CLIP, set '
+                f'model.clip_path to its file (e.g. --cfg-options model.clip_path=FILE)')
+        print_log(f'the checkpoint is the CLIP of clip_path ({self.clip_checkpoint}), whose '
+                  f'weights the segmentor holds already: nothing else to load',
+                  logger='current')
+
 
 def _encoder_type(encoder: Optional[dict]) -> type:
     """The encoder class a segmentor's ``encoder`` argument names (None: SFP's)."""
@@ -472,6 +543,20 @@ def _pad_to_min_size(image: torch.Tensor, size: int) -> torch.Tensor:
     if height >= size and width >= size:
         return image
     return F.pad(image, (0, max(0, size - width), 0, max(0, size - height)))
+
+
+def _refuse_mmseg_arguments(pretrained: Optional[str], train_cfg: Optional[dict],
+                            test_cfg: Optional[dict]) -> None:
+    """mmseg's segmentor arguments that would mean something else here: one line each."""
+    if pretrained:
+        raise ValueError(f'pretrained={pretrained!r}: the CLIP weights come from clip_path; '
+                         f'set clip_path={str(pretrained)!r} instead')
+    if train_cfg:
+        raise ValueError('train_cfg: SFP is training-free, there is nothing to train; '
+                         'remove it')
+    if test_cfg:
+        raise ValueError(f'test_cfg={test_cfg!r}: the window is set by slide_crop and '
+                         f'slide_stride (slide_crop=0 encodes the whole image); remove it')
 
 
 def _ori_size(meta: dict) -> Tuple[int, int]:

@@ -1,6 +1,6 @@
 _base_ = './loader.py'
 test_pipeline = [
-    dict(type='LoadImageChecked'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2048, 560), keep_ratio=True),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),

@@ -1,8 +1,10 @@
 # What every benchmark shares: the test pipeline (resize to a short side of 336, long side
 # at most 2048, as released) and a batched, multi-worker, pinned-memory loader. Dataset
 # configs fill in test_dataloader.dataset; ADE20K and Cityscapes change the short side.
+# mmcv's LoadImageFromFile comes first, as mmseg's inference_model and MMSegInferencer
+# need; tools/test.py reads with LoadImageChecked instead (sfp.evaluation).
 test_pipeline = [
-    dict(type='LoadImageChecked'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(2048, 336), keep_ratio=True),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
