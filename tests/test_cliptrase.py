@@ -346,7 +346,7 @@ def test_every_config_builds_and_segments_an_image(path):
     steps = [step.type for step in cfg.test_dataloader.dataset.pipeline]
     if size:
         crop = cfg.test_dataloader.dataset.pipeline[2]
-        assert steps == ['LoadImageChecked', 'LoadAnnotations', 'ResizeCenterCrop',
+        assert steps == ['LoadImageFromFile', 'LoadAnnotations', 'ResizeCenterCrop',
                          'PackSegInputs'] and crop.size == size and cfg.model.slide_crop == 0
         assert crop.get('ignore_to') == (0 if benchmark in RELEASE[:3] else None)
         assert np.allclose(cfg.model.data_preprocessor.mean, 255 * MEAN.flatten().numpy())

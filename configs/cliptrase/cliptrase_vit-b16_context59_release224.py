@@ -3,7 +3,7 @@ _base_ = './cliptrase_vit-b16_context59.py'
 # side resized to 224 (Pillow bicubic), the central 224 x 224 square encoded whole, labels
 # resized (nearest) and cropped alike, so the metric covers the square.
 test_pipeline = [
-    dict(type='LoadImageChecked'),
+    dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
     dict(type='ResizeCenterCrop', size=224),
     dict(type='PackSegInputs'),

@@ -2,7 +2,7 @@ _base_ = './cliptrase_vit-b16_context59_release224.py'
 # The release's own protocol at 336 px (its README's second row): a 336 x 336 centre square and
 # the clusters' 336 px setting.
 test_pipeline = [
-    dict(type='LoadImageChecked'),
+    dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
     dict(type='ResizeCenterCrop', size=336),
     dict(type='PackSegInputs'),

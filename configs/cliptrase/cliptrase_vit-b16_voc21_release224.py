@@ -4,7 +4,7 @@ _base_ = './cliptrase_vit-b16_voc21.py'
 # resized (nearest) and cropped alike, so the metric covers the square.
 # Pixels labelled 255 count as background, as the release counts them.
 test_pipeline = [
-    dict(type='LoadImageChecked'),
+    dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
     dict(type='ResizeCenterCrop', size=224, ignore_to=0),
     dict(type='PackSegInputs'),
