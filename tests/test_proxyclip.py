@@ -304,3 +304,37 @@ def test_compact_fixture_is_a_faithful_copy():
                            im['crop0_features'][::len(im['crop0_features']) // 64])
         for key in ('pred', 'pred_no_thd'):
             assert torch.equal(GOLDEN.tensor(f'{PREFIX}/{i}/{key}'), im[key])
+
+
+def test_analysis_shows_the_proxy_attention(dino):
+    """compare_last_block_attention: ProxyCLIP's map for a CLIP patch is the proxy
+    attention (by the release's formula here) of the four DINO cells it covers, on DINO's
+    28 x 28 grid; analyze_image reports the same."""
+    from sfp.analysis import analyze_image, compare_last_block_attention
+    from sfp.datasets import read_image
+
+    from .test_analysis import IMAGE, clip_input
+    image = read_image(IMAGE)
+    comparison = compare_last_block_attention(['clip', 'proxyclip'], image,
+                                              clip_path=str(TINY_CKPT), device='cpu',
+                                              precision='fp64', vfm_path=str(TINY_DINO))
+    proxy = comparison.methods['proxyclip']
+    assert comparison.grid == (14, 14) and proxy.grid == (28, 28) and not proxy.has_cls
+    feats = F.normalize(dino(dino_input(clip_input(image)))[0, 1:], dim=-1)
+    similarity = feats @ feats.t()
+    scores = (similarity - similarity.mean() * 1.2) * 3.0
+    expected = torch.softmax(scores.masked_fill(scores < 0, float('-inf')), dim=-1)
+    assert (proxy.weights[0] - expected.float()).abs().max() <= 1e-6
+    maps = comparison.query_maps(7, 3)
+    assert maps['clip'].shape == (14, 14) and maps['proxyclip'].shape == (28, 28)
+    cells = [r * 28 + c for r in (14, 15) for c in (6, 7)]
+    assert torch.allclose(maps['proxyclip'], expected[cells].mean(0).view(28, 28).float(),
+                          atol=1e-6)
+    seg = MODELS.build(dict(
+        type='SFPSegmentor', clip_path=str(TINY_CKPT), vfm_path=dino, device='cpu',
+        precision='fp64', name_path=[['sky'], ['tree']], templates=['{}'],
+        encoder=dict(type='proxyclip')))
+    analysis = analyze_image(seg, image, detectors=['L2'])
+    assert analysis.grid == (14, 14) and analysis.last_block.grid == (28, 28)
+    assert torch.equal(analysis.last_block.weights, proxy.weights)
+    assert analysis.labels.shape == image.shape[:2] and seg.encoder.vfm is dino

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..clip.model import VisionTransformer
 from ..models.detectors import OutlierDetector
-from ..models.encoder import EncoderOutput, MethodEncoder, PartConfig
+from ..models.encoder import BlockWalk, EncoderOutput, MethodEncoder, PartConfig
 from ..registry import ENCODERS
 
 #: OpenAI CLIP's pixel normalisation on 0..1 RGB.  The release undoes the segmentor's
@@ -118,6 +118,13 @@ class ProxyCLIPEncoder(MethodEncoder):
         """The proxy attention (B, I*J, I*J) of crops, and the VFM grid (I, J)."""
         features, grid = self.vfm_features(images)
         return proxy_attention(features, self.beta, self.gamma), grid
+
+    def attention_map(self, images: torch.Tensor,
+                      walk: BlockWalk) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """The proxy attention as one head (B, 1, I*J, I*J), on the VFM's grid: every head
+        of the last block applies it."""
+        attention, grid = self.attention(images)
+        return attention[:, None], grid
 
     def values(self, tokens: torch.Tensor, clip_grid: Tuple[int, int],
                grid: Tuple[int, int]) -> torch.Tensor:
