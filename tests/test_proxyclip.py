@@ -338,3 +338,11 @@ def test_analysis_shows_the_proxy_attention(dino):
     assert analysis.grid == (14, 14) and analysis.last_block.grid == (28, 28)
     assert torch.equal(analysis.last_block.weights, proxy.weights)
     assert analysis.labels.shape == image.shape[:2] and seg.encoder.vfm is dino
+
+
+def test_test_tool_sets_the_vfm():
+    from sfp.evaluation import build_test_config
+    config = REPO / 'configs' / 'proxyclip' / 'proxyclip_vit-b16_ade20k.py'
+    cfg = build_test_config(config, vfm_path=str(TINY_DINO), clip_path=str(TINY_CKPT))
+    assert (cfg.model.vfm_path, cfg.model.clip_path) == (str(TINY_DINO), str(TINY_CKPT))
+    assert build_test_config(config).model.vfm_path == 'dino_vitb8'
