@@ -81,6 +81,16 @@ def test_benchmark_tool_rejects_unknown_method(benchmark, capsys):
     assert exit_info.value.code == 2 and "unknown method 'sclp'" in capsys.readouterr().err
 
 
+def test_missing_vfm_is_one_line_or_leaves_the_default_list(benchmark, capsys, tmp_path):
+    missing = tmp_path / 'dino.pth'
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(['--methods', 'proxyclip', '--vfm', str(missing)])
+    assert exit_info.value.code == 2
+    assert f'no VFM checkpoint at {missing}' in capsys.readouterr().err
+    assert benchmark.vfm_missing(str(missing), ['sfp', 'naclip+pamr']) is None
+    assert benchmark.vfm_missing(str(TINY_DINO), ['proxyclip']) is None
+
+
 def test_mode_settings_follow_the_model_bases(benchmark):
     from sfp.apis import method_defaults
     assert benchmark.parse_mode('naclip@whole+pamr') == ('naclip', True, True)

@@ -20,7 +20,8 @@ A method that also reads a vision foundation model (ProxyCLIP) has a floor of it
 
 --backbone is a CLIP name or checkpoint, --vfm the VFM's name or checkpoint; with
 --random, published architectures with random weights (speed does not depend on the
-weights).  Each (size, mode) runs in its own
+weights).  When the VFM cannot be had, the default method list leaves its methods out
+(with a note); asking for them is an error.  Each (size, mode) runs in its own
 process so that its peak memory is its own: GPU memory allocated by PyTorch, or the
 process's peak resident memory on the CPU.  Prints a table and writes JSON atomically
 (never over an earlier file without --overwrite).
@@ -62,6 +63,20 @@ def vfm_floor(mode: str) -> Optional[str]:
 
     method = parse_mode(mode)[0]
     return f'{FLOOR}/{method}' if method_vfm(method) is not None else None
+
+
+def vfm_missing(vfm: str, modes: Sequence[str]) -> Optional[str]:
+    """Why the VFM the modes need cannot be had (None: it can, or none needs one)."""
+    from sfp.clip import CheckpointError
+    from sfp.vfm import resolve_vfm_checkpoint
+
+    if not any(vfm_floor(mode) for mode in modes):
+        return None
+    try:
+        resolve_vfm_checkpoint(vfm)
+    except CheckpointError as err:
+        return str(err)
+    return None
 
 
 def method_settings(mode: str) -> dict:
@@ -337,6 +352,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     count = args.images or (128 if gpu else 4)
     image_batch = args.image_batch or (16 if gpu else 4)
     methods = list(dict.fromkeys(args.methods))
+    missing = None if args.random else vfm_missing(args.vfm, methods)
+    if missing and args.methods is not parser.get_default('methods'):
+        parser.error(missing)
+    if missing:  # the default list: measure the others
+        print(f'note: leaving out {", ".join(m for m in methods if vfm_floor(m))}: {missing}',
+              file=sys.stderr)
+        methods = [m for m in methods if not vfm_floor(m)]
     floors = [f for f in dict.fromkeys(map(vfm_floor, methods)) if f]
     modes = [FLOOR] + ([] if args.no_release else [RELEASE]) + floors + methods
     rows, notes = [], []
