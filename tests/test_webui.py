@@ -280,7 +280,8 @@ def test_awkward_uploads_are_segmented(demo, tmp_path, kind, size):
 
 def test_bad_settings_are_refused(demo):
     with pytest.raises(InputError, match="method 'maskclp' is not available; choose from "
-                                         "clearclip, clip, maskclip, naclip, scclip, sclip, sfp"):
+                                         "clearclip, clip, maskclip, naclip, proxyclip, scclip, "
+                                         "sclip, sfp"):
         demo.run(str(CAMVID_IMAGE), Settings(method='maskclp'))
     with pytest.raises(InputError, match='detector .* is unknown'):
         demo.run(str(CAMVID_IMAGE), Settings(pm='nope'))
