@@ -149,6 +149,7 @@ REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'naclip': _row(64.07, 34.99, 36.19, 83.03, 38.35, 25.69, 38.27, 19.05),
     'scclip': _row(64.6, 36.8, 37.7, 84.3, 40.1, 26.6, 41.0, 20.1),
     'cliptrase': _row(50.88, 29.87, 43.56, 80.95, 33.83, 22.84, 21.3, 16.35),
+    'proxyclip': _row(61.3, 35.3, 37.5, 80.3, 39.1, 26.5, 38.1, 20.2),
     'sfp': PAPER_TABLE1_MIOU['sfp'],
 }
 REPORTED_SOURCES: Dict[str, str] = {
@@ -161,6 +162,9 @@ REPORTED_SOURCES: Dict[str, str] = {
               'post-processing; taken from a later paper quoting that table (average 43.9)',
     'cliptrase': 'CLIPtrase README at 2b7de61, its 224 px centre-crop row (= its paper); '
                  'Cityscapes, not in the release, from the SFP paper Table 1',
+    'proxyclip': "SFP paper (ICCV 2025) Table 1's ProxyCLIP row (CLIP ViT-B/16 + DINO ViT-B/8), "
+                 "attributed to the ProxyCLIP paper (arXiv 2408.04883) Table 1; the release "
+                 'README gives no numbers (../shared/docs/VFM_METHODS.md)',
     'sfp': PAPER_TABLE1_SOURCES['sfp'],
 }
 # The average each source states over the eight benchmarks.

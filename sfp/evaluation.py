@@ -86,12 +86,13 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
                       cfg_options: Optional[dict] = None, launcher: str = 'none',
                       show_dir: Optional[str] = None, out_dir: Optional[str] = None,
                       overwrite: bool = False,
-                      protocol: Union[str, Path, Protocol, None] = None) -> Config:
+                      protocol: Union[str, Path, Protocol, None] = None,
+                      vfm_path: Optional[str] = None) -> Config:
     """Load a config and apply the command-line overrides of tools/test.py.
 
     In order: the config, the ``protocol`` (a name, a protocol file or a
     :class:`~sfp.protocols.Protocol`; see :mod:`sfp.protocols`), ``cfg_options``, then
-    ``data_root`` and ``clip_path``.  A protocol's runs default to the work dir
+    ``data_root``, ``clip_path`` and ``vfm_path``.  A protocol's runs default to the work dir
     ``work_dirs/<protocol>/<config name>``.
 
     Catches, before anything is built, what would otherwise fail deep inside the Runner:
@@ -131,6 +132,8 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     cfg.setting_clip_path = cfg.model.get('clip_path')
     if clip_path:
         cfg.model.clip_path = clip_path
+    if vfm_path:
+        cfg.model.vfm_path = vfm_path
     check_model_arguments(cfg.model)
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(
         protocol_root('work_dirs', cfg.protocol) / config.stem)

@@ -5,9 +5,11 @@ from .clip import CLIPEncoder
 from .cliptrase import CLIPtraseEncoder
 from .maskclip import MaskCLIPEncoder
 from .naclip import NACLIPEncoder, neighbourhood_bias
+from .proxyclip import ProxyCLIPEncoder, proxy_attention, vfm_view
 from .scclip import SCCLIPEncoder
 from .sclip import SCLIPEncoder
 from .sfp import SFPEncoder
 
 __all__ = ['CLIPEncoder', 'CLIPtraseEncoder', 'ClearCLIPEncoder', 'MaskCLIPEncoder',
-           'NACLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias']
+           'NACLIPEncoder', 'ProxyCLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder',
+           'neighbourhood_bias', 'proxy_attention', 'vfm_view']

@@ -110,6 +110,10 @@ class MethodEncoder(nn.Module):
     #: ``query_features`` (Q, D), L2-normalised, and ``query_idx`` (Q,) (class of each
     #: query) to the constructor (ResCLIP's first pass, CASS's text adjustment).
     uses_vocabulary = False
+    #: Whether the method reads a vision foundation model (ProxyCLIP, CASS): the segmentor
+    #: then loads one from its ``vfm_path`` and passes the tower (in the model's device and
+    #: precision) to the constructor as ``vfm``.
+    uses_vfm = False
     #: Materialise every walked block's attention weights, as the releases do (no fused
     #: kernel); same results, only slower.  For side-by-side timing with a release.
     materialise_all_attention = False
@@ -180,6 +184,15 @@ class MethodEncoder(nn.Module):
         (None: nothing).  The segmentor calls it once per image and hands the result to
         :meth:`forward` with each of that image's crops (CASS: the whole image's global
         vector and its seeded random generator)."""
+        return None
+
+    def attention_map(self, images: torch.Tensor,
+                      walk: BlockWalk) -> Optional[Tuple[torch.Tensor, Tuple[int, int]]]:
+        """The last block's attention weights (B, heads, T, T) on ``images`` and the grid
+        of their patch tokens, for a method whose attention is not computed from the walk
+        alone (ProxyCLIP's comes from its VFM's view of the images, on the VFM's grid).
+        None (the default): :func:`sfp.analysis.last_block_attention` reads it out of the
+        method's attention code."""
         return None
 
     def _wants_attention(self, block: int) -> bool:

@@ -15,17 +15,17 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+from torch import nn
 
 from .. import clip
 from ..datasets import dataset_meta
 from ..methods import SFPEncoder
 from ..registry import ENCODERS, build_from_registry, registered_type
 from ..text import build_query_features, load_vocabulary
+from ..vfm import load_vfm
 from .data_preprocessor import SFPDataPreProcessor
 from .detectors import build_detector
-from .enhancer import SemanticAwareAttentionEnhancer
 from .inference import SlidingWindowLayout, patch_logits
-from .integrator import HierarchicalIntegrator
 from .label_votes import LabelVotes
 from .logit_map import LogitMap
 from .pamr import PAMR
@@ -92,9 +92,13 @@ class SFPSegmentor(BaseSegmentor):
             baselines (as released).
         pm: outlier detector: a registered name ('SOM', 'L2', 'LOF', ...) or a config
             dict such as ``dict(type='LOF', n_neighbors=20)``.
-        res_cls: weight of the CLS residual in SFP's rebuilt attention (also sets SOM's
-            CLS-attention weight to ``5 * res_cls``, as the release).
-        cross_s, cross_e: SFP's integrator sums blocks ``cross_s + 1 .. cross_e``.
+        res_cls, cross_s, cross_e: SFP's own knobs, its release's arguments (kept so that
+            ``SFPForSegmentation(clip_path, name_path, ..., res_cls=..., cross_s=...)``
+            and its configs work).  Configs now give them to SFP's encoder,
+            ``encoder=dict(type='SFPEncoder', res_cls=0.3, cross_s=3, cross_e=10)``; given
+            here (not None) they override those.  ``res_cls`` also sets SOM's
+            CLS-attention weight to ``5 * res_cls``, as the release ties them (for every
+            method; default 0.3); ``cross_s`` / ``cross_e`` are SFP's only.
         precision: 'fp32', 'fp16', 'bf16' or 'fp64' (default: fp16 on GPU, fp32 on CPU).
         crop_batch_size: crops encoded per forward pass, across all images of a batch;
             None sizes batches to ``memory_budget_mb`` (see :meth:`crops_per_batch`).
@@ -126,6 +130,12 @@ class SFPSegmentor(BaseSegmentor):
         pretrained, train_cfg, test_cfg: mmseg's ``init_model`` sets the first two to
             None; there is nothing else to give: the weights come from ``clip_path``,
             there is no training, and ``slide_crop`` / ``slide_stride`` are the window.
+        vfm_path: the vision foundation model of a method that reads one (ProxyCLIP,
+            CASS; :attr:`~sfp.models.encoder.MethodEncoder.uses_vfm`): a name
+            ('dino_vitb8', ...: downloaded once), a checkpoint file, or a loaded tower
+            (used as it is, moved to the segmentor's device and precision: segmentors built
+            from one tower share it).  The method's base config names its default; other
+            methods take none.
     """
 
     def __init__(self,
@@ -141,9 +151,9 @@ class SFPSegmentor(BaseSegmentor):
                  area_thd: Optional[float] = None,
                  purify: Optional[bool] = None,
                  pm: Union[str, dict] = 'SOM',
-                 res_cls: float = 0.3,
-                 cross_s: int = 3,
-                 cross_e: int = 10,
+                 res_cls: Optional[float] = None,
+                 cross_s: Optional[int] = None,
+                 cross_e: Optional[int] = None,
                  precision: Optional[str] = None,
                  crop_batch_size: Optional[int] = None,
                  memory_budget_mb: Optional[float] = None,
@@ -155,6 +165,7 @@ class SFPSegmentor(BaseSegmentor):
                  text_cache: Union[bool, str, Path] = True,
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
+                 vfm_path: Union[str, Path, nn.Module, None] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None,
@@ -175,17 +186,25 @@ class SFPSegmentor(BaseSegmentor):
         encoder_type = _encoder_type(encoder)
         if purify is None:
             purify = encoder_type.purify_by_default
-        parts = dict(detector=build_detector(pm, res_cls) if purify else None)
-        if issubclass(encoder_type, SFPEncoder):
-            parts.update(enhancer=SemanticAwareAttentionEnhancer(cls_residual=res_cls),
-                         integrator=HierarchicalIntegrator((cross_s + 1, cross_e), res_cls))
-        parts.update(encoder or dict(type=SFPEncoder.__name__))
-        parts.update(encoder_cfg or {})  # e.g. integrator=None for an ablation
+        method = dict(encoder or dict(type=SFPEncoder.__name__))
+        method.update(encoder_cfg or {})  # e.g. integrator=None for an ablation
+        method.update(_release_knobs(encoder_type, res_cls=res_cls, cross_s=cross_s,
+                                     cross_e=cross_e))
+        # SOM's CLS weight is tied to SFP's res_cls (to the argument's with other methods).
+        tied = method.get('res_cls') if issubclass(encoder_type, SFPEncoder) else res_cls
+        tied_weight = {} if tied is None else dict(res_cls=tied)
+        parts = dict(detector=build_detector(pm, **tied_weight) if purify else None)
+        parts.update(method)
 
         # Text features in at least float32, then keep only the image tower.
         text_dtype = torch.promote_types(dtype, torch.float32)
         # Fail on a bad class file before loading CLIP.
         classes = load_vocabulary(name_path, allow_duplicate_names)
+        if encoder_type.uses_vfm:
+            parts.update(vfm=_vfm_tower(vfm_path, encoder_type, device, dtype))
+        elif vfm_path is not None:
+            raise ValueError(f'vfm_path is set, but {encoder_type.__name__} reads no vision '
+                             f'foundation model (methods that do: {", ".join(vfm_methods())})')
         if isinstance(clip_path, clip.CLIP):
             checkpoint, model = None, clip_path.to(device=device, dtype=text_dtype)
         else:
@@ -527,6 +546,39 @@ def _encoder_type(encoder: Optional[dict]) -> type:
         raise ValueError(f'encoder must be a config dict with a "type" (one of '
                          f'{", ".join(sorted(ENCODERS.module_dict))}), got {encoder!r}')
     return registered_type(ENCODERS, encoder['type'], 'encoder type')
+
+
+def _release_knobs(encoder_type: type, **knobs: Optional[float]) -> dict:
+    """SFP's release arguments given to the segmentor (not None), for its encoder;
+    ``cross_s`` / ``cross_e`` given with another method are an error."""
+    given = {k: v for k, v in knobs.items() if v is not None}
+    if issubclass(encoder_type, SFPEncoder):
+        return given
+    foreign = sorted(set(given) - {'res_cls'})
+    if foreign:
+        raise ValueError(f'{" and ".join(foreign)} set, but they choose the blocks of SFP\'s '
+                         f'integrator; {encoder_type.__name__} has none (a method\'s own '
+                         f'arguments go in encoder=dict(type=..., ...))')
+    return {}
+
+
+def vfm_methods() -> List[str]:
+    """Short names of the registered methods that read a vision foundation model."""
+    return sorted(name for name, cls in ENCODERS.module_dict.items()
+                  if cls.uses_vfm and name[:1].islower())
+
+
+def _vfm_tower(vfm_path: Union[str, Path, nn.Module, None], encoder_type: type,
+               device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """The VFM an encoder reads: loaded from a name or file, or a loaded tower moved (in
+    place, so that segmentors sharing it keep sharing it) to the device and precision."""
+    if vfm_path is None:
+        raise ValueError(f'{encoder_type.__name__} reads a vision foundation model: set '
+                         f"vfm_path (a name such as 'dino_vitb8', a checkpoint file or a "
+                         f'loaded tower)')
+    if isinstance(vfm_path, nn.Module):
+        return vfm_path.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return load_vfm(vfm_path, device=device, dtype=dtype)
 
 
 def _cache_key(text_cache: Union[bool, str, Path], checkpoint: Optional[Path]) -> Optional[Path]:
