@@ -2,10 +2,10 @@
 # Evaluate on all eight benchmarks: one run per GPU in parallel when several GPUs are
 # visible, one after another otherwise; then print and save the summary table.
 #   bash multi_test.sh [extra tools/test.py options]
-# Environment: DATA_DIR, CLIP_PATH, WORK_DIR, METHODS, PROTOCOL (tools/dist/benchmarks.sh);
+# Environment: DATA_DIR, CLIP_PATH, VFM_PATH, WORK_DIR, METHODS, PROTOCOL (tools/dist/benchmarks.sh);
 #              BENCHMARKS to run a subset, e.g. BENCHMARKS="voc21 ade20k".
 # The SFP paper's Table 1, every method under its protocol:
-#   PROTOCOL=paper METHODS="clip maskclip clearclip sclip naclip sfp" bash multi_test.sh
+#   PROTOCOL=paper METHODS="clip maskclip cliptrase clearclip sclip naclip proxyclip sfp" bash multi_test.sh
 set -uo pipefail
 cd "$(dirname "$0")"
 source tools/dist/benchmarks.sh

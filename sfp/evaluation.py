@@ -92,8 +92,10 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
 
     In order: the config, the ``protocol`` (a name, a protocol file or a
     :class:`~sfp.protocols.Protocol`; see :mod:`sfp.protocols`), ``cfg_options``, then
-    ``data_root``, ``clip_path`` and ``vfm_path``.  A protocol's runs default to the work dir
-    ``work_dirs/<protocol>/<config name>``.
+    ``data_root``, ``clip_path`` and ``vfm_path``.  ``vfm_path`` applies to a config whose
+    method reads a vision foundation model (its model names one) and is ignored by the
+    others, so one launch can give it to every method.  A protocol's runs default to the
+    work dir ``work_dirs/<protocol>/<config name>``.
 
     Catches, before anything is built, what would otherwise fail deep inside the Runner:
     a model argument the segmentor does not take, and ``--launcher pytorch`` outside
@@ -132,7 +134,7 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     cfg.setting_clip_path = cfg.model.get('clip_path')
     if clip_path:
         cfg.model.clip_path = clip_path
-    if vfm_path:
+    if vfm_path and 'vfm_path' in cfg.model:
         cfg.model.vfm_path = vfm_path
     check_model_arguments(cfg.model)
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(

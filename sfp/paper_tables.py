@@ -292,7 +292,8 @@ def run_work_dir(run: TableRun, work_root: PathLike, protocol: Optional[str]) ->
 
 def table_commands(runs: Sequence[TableRun], protocol: Optional[Protocol], data_dir: PathLike,
                    work_root: PathLike, clip_path: Optional[str] = None,
-                   extra_options: Sequence[str] = ()) -> List[str]:
+                   extra_options: Sequence[str] = (),
+                   vfm_path: Optional[str] = None) -> List[str]:
     """Each run as a tools/test.py command line."""
     commands = []
     for run in runs:
@@ -303,6 +304,8 @@ def table_commands(runs: Sequence[TableRun], protocol: Optional[Protocol], data_
             args += ['--protocol', protocol.argument]
         if clip_path:
             args += ['--clip-path', clip_path]
+        if vfm_path:
+            args += ['--vfm-path', vfm_path]
         options = [*run.cfg_options, *extra_options]
         if options:
             args += ['--cfg-options', *options]
@@ -312,13 +315,13 @@ def table_commands(runs: Sequence[TableRun], protocol: Optional[Protocol], data_
 
 def build_run_config(run: TableRun, protocol: Optional[Protocol], data_dir: PathLike,
                      work_root: PathLike, clip_path: Optional[str] = None,
-                     extra_options: Sequence[str] = ()):
+                     extra_options: Sequence[str] = (), vfm_path: Optional[str] = None):
     """The run's config, as tools/test.py builds it from :func:`table_commands`' line."""
     from .evaluation import build_test_config, parse_cfg_options
 
     cfg = build_test_config(
         run.config, data_root=str(Path(data_dir) / get_benchmark(run.benchmark).data_root),
-        clip_path=clip_path, work_dir=str(run_work_dir(run, work_root,
+        clip_path=clip_path, vfm_path=vfm_path, work_dir=str(run_work_dir(run, work_root,
                                                        protocol and protocol.name)),
         cfg_options=parse_cfg_options([*run.cfg_options, *extra_options]), protocol=protocol)
     # One Runner after another in this process: each its own logger and visualizer.
@@ -329,6 +332,7 @@ def build_run_config(run: TableRun, protocol: Optional[Protocol], data_dir: Path
 def run_table(runs: Sequence[TableRun], protocol: Optional[Protocol], data_dir: PathLike,
               work_root: PathLike, clip_path: Optional[str] = None,
               extra_options: Sequence[str] = (), skip_done: bool = False,
+              vfm_path: Optional[str] = None,
               log: Callable[[str], None] = print) -> List[str]:
     """Run a table's runs one after another in this process.
 
@@ -340,8 +344,8 @@ def run_table(runs: Sequence[TableRun], protocol: Optional[Protocol], data_dir: 
     name = protocol and protocol.name
     if skip_done:
         runs = [r for r in runs if read_record(run_work_dir(r, work_root, name)) is None]
-    configs = [build_run_config(r, protocol, data_dir, work_root, clip_path, extra_options)
-               for r in runs]
+    configs = [build_run_config(r, protocol, data_dir, work_root, clip_path, extra_options,
+                                vfm_path) for r in runs]
     checked = set()
     for cfg in configs:
         dataset = cfg.test_dataloader.dataset

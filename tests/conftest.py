@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / 'tests' / 'fixtures'
 SHARED = REPO.parent / 'shared'
 TINY_CKPT = FIXTURES / 'tiny_clip_state_dict.pt'
+TINY_DINO = FIXTURES / 'tiny_dino_vit8.pth'  # DINO's key names, ViT/8, 4 blocks
 CLASSNAMES = REPO / 'configs' / 'classnames'
 MEAN = torch.tensor([122.771, 116.746, 104.094]).view(3, 1, 1)
 STD = torch.tensor([68.501, 66.632, 70.323]).view(3, 1, 1)

@@ -9,9 +9,7 @@ import sys
 import pytest
 import torch
 
-from .conftest import CLASSNAMES, FIXTURES, REPO, TINY_CKPT
-
-TINY_DINO = FIXTURES / 'tiny_dino_vit8.pth'
+from .conftest import CLASSNAMES, REPO, TINY_CKPT, TINY_DINO
 
 
 @pytest.fixture(scope='module')

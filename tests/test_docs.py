@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PAGES = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
+PAGES = [REPO / 'README.md', *sorted((REPO / 'docs').rglob('*.md'))]
+# The pages the README links; pages in docs/ subfolders are linked from these.
+TOP_PAGES = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
 # Folders of the repository: a code token starting with one of them is a repository path.
 REPO_FOLDERS = ('sfp', 'configs', 'tools', 'tests', 'docs', 'notebooks', 'demo', '.ci')
 README_MAX_LINES = 200
@@ -132,8 +134,16 @@ def test_readme_is_a_front_door_linking_every_page():
     readme = (REPO / 'README.md').read_text()
     assert len(readme.splitlines()) <= README_MAX_LINES
     linked = {(REPO / t.partition('#')[0]).resolve() for t in LINK.findall(readme)}
-    unlinked = [p.name for p in PAGES[1:] if p.resolve() not in linked]
+    unlinked = [p.name for p in TOP_PAGES[1:] if p.resolve() not in linked]
     assert unlinked == [], f'docs pages the README does not link: {unlinked}'
+
+
+def test_every_page_is_linked_from_another():
+    linked = {(page.parent / t.partition('#')[0]).resolve()
+              for page in PAGES for t in LINK.findall(page.read_text())
+              if not t.startswith('#')}
+    orphans = [str(p.relative_to(REPO)) for p in PAGES[1:] if p.resolve() not in linked]
+    assert orphans == [], f'docs pages no page links: {orphans}'
 
 
 def test_the_checker_finds_what_is_missing(tmp_path):

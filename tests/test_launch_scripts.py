@@ -11,7 +11,7 @@ import pytest
 
 from sfp.benchmarks import PAPER_TABLE1_MIOU
 
-from .conftest import FIXTURES, REPO, TINY_CKPT
+from .conftest import FIXTURES, REPO, TINY_CKPT, TINY_DINO
 
 
 @pytest.fixture(scope='module')
@@ -80,13 +80,14 @@ def test_multi_test_sh_methods_by_benchmarks_under_the_papers_protocol(tmp_path,
 def test_paper_table1_end_to_end(tmp_path, data_dir):
     """The Table 1 command on the tiny CLIP and the ADE20K fixture: the methods run under
     the paper's protocol and the table holds the paper's numbers beside ours, and names the
-    paper's rows this framework lacks.  Three methods (test_protocols.py builds every one
-    under the protocol) and one prompt template instead of the 80 (150 classes a method)
-    keep it to seconds."""
-    methods = ['clip', 'naclip', 'sfp', 'lavg']
+    paper's rows this framework lacks.  Five methods (test_protocols.py builds every one
+    under the protocol), ProxyCLIP with the tiny DINO, and one prompt template instead of
+    the 80 (150 classes a method) keep it to seconds."""
+    methods = ['clip', 'cliptrase', 'naclip', 'proxyclip', 'sfp', 'lavg']
     result = subprocess.run(
         [sys.executable, 'tools/paper_tables.py', 'table1', '--data-dir', str(data_dir),
-         '--clip-path', str(TINY_CKPT), '--work-dir', str(tmp_path), '--benchmarks', 'ade20k',
+         '--clip-path', str(TINY_CKPT), '--vfm-path', str(TINY_DINO), '--work-dir',
+         str(tmp_path), '--benchmarks', 'ade20k',
          '--methods', *methods, '--cfg-options', 'test_dataloader.num_workers=0',
          "model.templates=['{}']"],
         capture_output=True, text=True, cwd=REPO, timeout=600)

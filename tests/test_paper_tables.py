@@ -27,7 +27,7 @@ from sfp.paper_tables import (
 )
 from sfp.protocols import load_protocol
 
-from .conftest import SHARED, TINY_CKPT
+from .conftest import SHARED, TINY_CKPT, TINY_DINO
 
 PAPER = load_protocol('paper')
 
@@ -120,6 +120,8 @@ def test_every_tables_runs_build(tmp_path):
         key = (r.method, tuple(o for o in run.cfg_options if 'clip_path' not in o))
         if run.benchmark in ('voc21', 'voc20') and key not in built:
             args = {k: v for k, v in model.items() if k not in ('type', 'clip_path')}
+            if 'vfm_path' in args:
+                args['vfm_path'] = str(TINY_DINO)
             built[key] = sfp.SFPSegmentor(str(TINY_CKPT), **dict(args, templates=['{}'],
                                                                  device='cpu'))
             prediction = segment_images(built[key], [image])[0].pred_sem_seg.data

@@ -18,10 +18,9 @@ from sfp.methods import ProxyCLIPEncoder, proxy_attention
 from sfp.models import build_detector, mitigate_outliers, postprocess_logits
 from sfp.vfm import load_vfm
 
-from .conftest import FIXTURES, REPO, SHARED, TINY_CKPT, sample
+from .conftest import FIXTURES, REPO, SHARED, TINY_CKPT, TINY_DINO, sample
 from .test_methods import SETTINGS, BaselineGolden, batch_images, config_model
 
-TINY_DINO = FIXTURES / 'tiny_dino_vit8.pth'
 GOLDEN = BaselineGolden(FIXTURES / 'vfm_compact.npz')
 CASE = GOLDEN.meta['proxyclip']['cases'][0]
 PREFIX = f'proxyclip/{CASE["name"]}'

@@ -20,9 +20,7 @@ from sfp.vfm import (
     random_vfm,
 )
 
-from .conftest import CLASSNAMES, FIXTURES, TINY_CKPT
-
-TINY_DINO = FIXTURES / 'tiny_dino_vit8.pth'
+from .conftest import CLASSNAMES, TINY_CKPT, TINY_DINO
 
 
 @pytest.fixture(scope='module')

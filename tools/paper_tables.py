@@ -44,6 +44,8 @@ def parse_args(argv=None):
     parser.add_argument('--data-dir', default='data',
                         help='the folder holding every benchmark under its default root')
     parser.add_argument('--clip-path', help="weights for every row (default: each row's)")
+    parser.add_argument('--vfm-path', help="second vision model of the rows that read one "
+                                           "(ProxyCLIP; default: each row's)")
     parser.add_argument('--work-dir', default='work_dirs', help='work folder (work_dirs)')
     parser.add_argument('--benchmarks', nargs='+', help="columns (default: the table's)")
     parser.add_argument('--methods', nargs='+', help='only the rows of these methods')
@@ -80,11 +82,12 @@ def main(argv=None) -> int:
         runs = table_runs(table, args.benchmarks, args.methods)
         if args.dry_run:
             print('\n'.join(table_commands(runs, protocol, args.data_dir, args.work_dir,
-                                           args.clip_path, args.cfg_options)))
+                                           args.clip_path, args.cfg_options,
+                                           args.vfm_path)))
             return 0
         failures = [] if args.summarize else run_table(
             runs, protocol, args.data_dir, args.work_dir, args.clip_path, args.cfg_options,
-            args.skip_done)
+            args.skip_done, args.vfm_path)
         tables = table_summary(table, args.work_dir, protocol, args.benchmarks, args.methods,
                                require_runs=args.summarize)
     except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:

@@ -25,7 +25,8 @@ def parse_args(argv=None):
                              "name ('paper', configs/_protocols_/) or a protocol file; see "
                              "docs/protocols.md")
     parser.add_argument('--vfm-path', help="vision foundation model of a method that reads "
-                                           "one (ProxyCLIP, CASS): name ('dino_vitb8') or file")
+                                           "one (ProxyCLIP, CASS): name ('dino_vitb8') or "
+                                           "file; other methods ignore it")
     parser.add_argument('--work-dir', help='logs and metrics (default work_dirs/<config>, '
                                            'under a protocol work_dirs/<protocol>/<config>)')
     parser.add_argument('--show-dir', help='save visualised predictions here')

@@ -1,5 +1,6 @@
 # Shared by test.sh, multi_test.sh and distribute_test.sh (sourced, not run).
-# Environment: DATA_DIR (default data), CLIP_PATH (ViT-B/16), WORK_DIR (work_dirs),
+# Environment: DATA_DIR (default data), CLIP_PATH (ViT-B/16), VFM_PATH (each config's own,
+#              e.g. dino_vitb8: for methods that read a second vision model), WORK_DIR (work_dirs),
 #              METHODS (sfp; e.g. "sfp sclip naclip"), PROTOCOL (none: each method's
 #              release setting; "paper" or a protocol file runs every method under it, in
 #              WORK_DIR/<protocol>/; see docs/protocols.md), PYTHON (.venv/bin/python when
@@ -13,6 +14,8 @@ WORK_DIR=${WORK_DIR:-work_dirs}
 read -r -a SFP_METHODS <<< "${METHODS:-sfp}"
 PROTOCOL_ARGS=()
 [ -n "${PROTOCOL:-}" ] && PROTOCOL_ARGS=(--protocol "$PROTOCOL")
+VFM_ARGS=()
+[ -n "${VFM_PATH:-}" ] && VFM_ARGS=(--vfm-path "$VFM_PATH")
 
 # sfp_plan BENCH... : sets SFP_PLAN, one line per run ("method bench config root run"; run:
 # the work dir under WORK_DIR); an unknown benchmark, method or protocol stops the script
@@ -27,7 +30,7 @@ sfp_plan() {
 # sfp_test_args CONFIG ROOT RUN : tools/test.py arguments of one run.
 sfp_test_args() {
   printf '%s\n' "$1" --data-root "$DATA_DIR/$2" --clip-path "$CLIP_PATH" \
-    --work-dir "$WORK_DIR/$3" "${PROTOCOL_ARGS[@]}"
+    --work-dir "$WORK_DIR/$3" "${PROTOCOL_ARGS[@]}" "${VFM_ARGS[@]}"
 }
 
 # sfp_summary BENCH... : print and save the table (methods by benchmarks).
