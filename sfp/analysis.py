@@ -190,7 +190,13 @@ def last_block_attention(encoder: MethodEncoder, walk: BlockWalk) -> torch.Tenso
     - An encoder whose last block is a :class:`~sfp.models.SemanticAwareAttentionEnhancer`
       (SFP's rebuilt attention, SC-CLIP's guided attention): the encoder's ``head`` runs,
       the enhancer's first call is recorded and rerun on the probe; T = N.
+    - An encoder that hands out its own (its
+      :meth:`~sfp.models.MethodEncoder.last_block_attention` is not None: ResCLIP's
+      second pass, whose maps come from a first pass with the real values); T = 1 + N.
     """
+    own = encoder.last_block_attention(walk)
+    if own is not None:
+        return own
     if isinstance(encoder, LastBlockAttentionEncoder):
         block = encoder.last_block
         return encoder.attention(IdentityValueProbe(block), block.ln_1(walk.tokens), walk.grid)

@@ -4,9 +4,11 @@ from .clearclip import ClearCLIPEncoder
 from .clip import CLIPEncoder
 from .maskclip import MaskCLIPEncoder
 from .naclip import NACLIPEncoder, neighbourhood_bias
+from .resclip import ResCLIPEncoder
 from .scclip import SCCLIPEncoder
 from .sclip import SCLIPEncoder
 from .sfp import SFPEncoder
 
 __all__ = ['CLIPEncoder', 'ClearCLIPEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder',
-           'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias']
+           'ResCLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder',
+           'neighbourhood_bias']
