@@ -13,9 +13,9 @@ no residual, no FFN):
   rows, rows normalised), mixed into the attention logits of the second pass,
   E <- tau_s ((1 - lam_s) K K^T / sqrt(d) + lam_s S / max S).
 
-The pieces are separate functions here (:func:`path_sample_indices`,
-:func:`path_validity`, :func:`semantic_feedback_map`, :func:`query_labels`,
-:func:`patch_mode`) and the encoder's methods (:meth:`ResCLIPEncoder.rcs_attention`,
+The pieces are separate functions here (:func:`path_samples`, :func:`path_validity`,
+:func:`semantic_feedback_map`, :func:`query_labels`, :func:`patch_mode`) and the
+encoder's methods (:meth:`ResCLIPEncoder.rcs_attention`,
 :meth:`ResCLIPEncoder.first_pass_labels`, :meth:`ResCLIPEncoder.attention_weights`).
 """
 from __future__ import annotations
@@ -35,69 +35,77 @@ from .naclip import neighbourhood_bias
 Grid = Tuple[int, int]
 
 
-def _round_half_even_div(numerator: torch.Tensor, denominator: int) -> torch.Tensor:
-    """numerator / denominator rounded half to even, exactly (integers >= 0)."""
-    quotient = torch.div(numerator, denominator, rounding_mode='floor')
-    twice_rest = 2 * (numerator - quotient * denominator)
-    up = (twice_rest > denominator) | ((twice_rest == denominator) & (quotient % 2 == 1))
-    return quotient + up.long()
-
-
-def _axis_samples(length: int, longest: int, step: int,
-                  device: Optional[torch.device]) -> torch.Tensor:
-    """(length, length) path sample ``step`` along one axis from coordinate a (row) towards
-    a' (column): round(a + (a' - a) * step / longest), half to even."""
-    a = torch.arange(length, device=device)
-    return _round_half_even_div(a[:, None] * longest + (a - a[:, None]) * step, longest)
-
-
 def chebyshev_steps(grid: Grid, device: Optional[torch.device] = None) -> torch.Tensor:
     """(T, T) Chebyshev distance max(|r - r'|, |c - c'|) between patch tokens (row-major)."""
     rows, cols = grid
-    r, c = torch.arange(rows, device=device), torch.arange(cols, device=device)
-    dr, dc = (r[:, None] - r).abs(), (c[:, None] - c).abs()  # (rows, rows), (cols, cols)
+    dr, dc = _axis_distances(rows, device), _axis_distances(cols, device)
     return torch.maximum(dr[:, None, :, None], dc[None, :, None, :]).reshape(rows * cols, -1)
 
 
-def path_sample_indices(grid: Grid, step: int,
-                        device: Optional[torch.device] = None) -> torch.Tensor:
-    """(T, T) token index of path sample ``step`` from patch p (row) towards patch p'
-    (column): per coordinate round(p + (p' - p) * step / M), half to even, with
+def _axis_distances(length: int, device: Optional[torch.device]) -> torch.Tensor:
+    a = torch.arange(length, device=device)
+    return (a[:, None] - a).abs()
+
+
+def path_samples(grid: Grid, step: int, device: Optional[torch.device] = None
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Path sample ``step`` between every two patches, per axis.
+
+    The sample from patch p = (r, c) towards p' = (r', c') is
+    (row_samples[r, r'], col_samples[c, c']), where per coordinate a -> a' the sample is
+    round(a + (a' - a) * step / M), half to even, computed exactly in integers, with
     M = max(rows, cols) - 1 for every pair (the release's denominator: the largest
-    Chebyshev distance of the grid, not the pair's own), computed exactly in integers.
-    ``step`` runs from 0 to M; a pair uses the samples up to its Chebyshev distance."""
-    rows, cols = grid
-    longest = max(rows, cols) - 1
+    Chebyshev distance of the grid, not the pair's own, so a path covers s / M of its
+    segment).  ``step`` runs from 0 to M; a pair uses the samples up to its Chebyshev
+    distance s.
+
+    Returns:
+        row_samples (rows, rows) and col_samples (cols, cols), long.
+    """
+    longest = max(grid) - 1
     if not 0 <= step <= longest:
-        raise ValueError(f'step must be in 0..{longest} on a {rows}x{cols} grid, got {step}')
-    if longest == 0:
-        return torch.zeros(1, 1, dtype=torch.long, device=device)
-    sample_r = _axis_samples(rows, longest, step, device)  # (rows, rows)
-    sample_c = _axis_samples(cols, longest, step, device)  # (cols, cols)
-    index = sample_r[:, None, :, None] * cols + sample_c[None, :, None, :]
-    return index.reshape(rows * cols, rows * cols)
+        raise ValueError(f'step must be in 0..{longest} on a {grid[0]}x{grid[1]} grid, '
+                         f'got {step}')
+    tables = []
+    for length in grid:
+        a = torch.arange(length, device=device)
+        if longest == 0:
+            tables.append(a[:, None].expand(length, length))
+            continue
+        numerator = a[:, None] * longest + (a - a[:, None]) * step  # >= 0
+        quotient = torch.div(numerator, longest, rounding_mode='floor')
+        twice_rest = 2 * (numerator - quotient * longest)
+        up = (twice_rest > longest) | ((twice_rest == longest) & (quotient % 2 == 1))
+        tables.append(quotient + up.long())
+    return tables[0], tables[1]
 
 
-def path_validity(labels: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """Whether every path sample (:func:`path_sample_indices`, steps 0..s with s the
-    pair's Chebyshev distance) from patch p towards p' carries p's label.
+def path_validity(labels: torch.Tensor) -> torch.Tensor:
+    """Whether every path sample (:func:`path_samples`, steps 0..s with s the pair's
+    Chebyshev distance) from patch p towards p' carries p's label.
 
     Args:
-        labels: (B, T) patch labels, row-major.
-        grid: the patch grid (rows, cols), rows * cols = T.
+        labels: (B, rows, cols) patch labels.
     Returns:
-        (B, T, T) bool, row p, column p'.
+        (B, T, T) bool, row p, column p' (row-major tokens).
 
-    The samples are gathered one step at a time for all crops and pairs at once, so
-    memory stays O(B T^2) (all steps at once would hold M times that).
+    The samples are gathered one step at a time, for all crops and pairs at once and one
+    axis after the other, so memory stays O(B T^2) (all steps at once would hold M times
+    that).
     """
-    steps = chebyshev_steps(grid, labels.device)
-    start = labels[:, :, None]  # (B, T, 1)
-    valid = torch.ones(labels.shape[0], *steps.shape, dtype=torch.bool, device=labels.device)
-    for step in range(1, max(grid)):  # step 0 is p itself
-        sample = labels[:, path_sample_indices(grid, step, labels.device)]  # (B, T, T)
-        valid &= (sample == start) | (steps < step)
-    return valid
+    batch, rows, cols = labels.shape
+    dr, dc = _axis_distances(rows, labels.device), _axis_distances(cols, labels.device)
+    start = labels[:, :, None, :, None]  # (B, r, 1, c, 1)
+    # Indexed (B, r, r', c, c') until the end.
+    valid = torch.ones(batch, rows, rows, cols, cols, dtype=torch.bool, device=labels.device)
+    for step in range(1, max(rows, cols)):  # step 0 is p itself
+        row_samples, col_samples = path_samples((rows, cols), step, labels.device)
+        sample = labels.index_select(1, row_samples.flatten()).view(batch, rows, rows, cols)
+        sample = sample.index_select(3, col_samples.flatten()).view(batch, rows, rows, cols,
+                                                                     cols)
+        ended = (dr < step)[:, :, None, None] & (dc < step)  # the pair's s < step
+        valid &= (sample == start) | ended
+    return valid.permute(0, 1, 3, 2, 4).reshape(batch, rows * cols, rows * cols)
 
 
 def semantic_feedback_map(labels: torch.Tensor, gaussian_std: float = 5.0,
@@ -126,7 +134,7 @@ def semantic_feedback_map(labels: torch.Tensor, gaussian_std: float = 5.0,
     if delete_same_entity and longest > 0:
         steps = chebyshev_steps((rows, cols), labels.device).to(torch.float64)
         decay = torch.exp(-steps / longest).to(dtype)
-        same = torch.where(path_validity(flat, (rows, cols)), same, same * decay)
+        same = torch.where(path_validity(labels), same, same * decay)
     size = min(tokens, int(6 * gaussian_std + 1))
     size += 1 - size % 2
     offsets = torch.arange(size, dtype=torch.float64, device=labels.device) - size // 2
@@ -219,8 +227,10 @@ class ResCLIPEncoder(MethodEncoder):
         if not rcs_blocks:
             raise ValueError('rcs_blocks must name at least one block (use_rcs=False '
                              'switches RCS off)')
-        super().__init__(visual, attention_blocks=rcs_blocks if use_rcs else (), **kwargs)
+        super().__init__(visual, **kwargs)
         self.check_blocks({f'rcs_blocks[{i}]': b for i, b in enumerate(rcs_blocks)})
+        # The walk materialises the attention of these blocks only.
+        self.attention_blocks = tuple(sorted(set(rcs_blocks))) if use_rcs else ()
         if gaussian_std <= 0:
             raise ValueError(f'gaussian_std must be positive, got {gaussian_std!r}')
         if not 0 <= temp_thd <= 1:
