@@ -73,12 +73,13 @@ def test_mode_settings_follow_the_model_bases(benchmark):
 # The model bases' windows on a 288x224 image: ClearCLIP's 448 crop (CLIP and MaskCLIP
 # inherit it) covers it once, the others' 224 crop twice.
 WINDOWS = dict(clip=('slide 448/224', 1), maskclip=('slide 448/224', 1),
-               clearclip=('slide 448/224', 1), **{'naclip@whole+pamr': ('whole', 1)})
+               clearclip=('slide 448/224', 1),
+               **{'naclip@whole+pamr': ('whole', 1), 'resclip@whole': ('whole', 1)})
 
 
 @pytest.mark.parametrize('mode', ['floor', 'release', 'sfp', 'clip', 'maskclip', 'clearclip',
                                   'sclip', 'naclip', 'naclip+pamr', 'naclip@whole+pamr',
-                                  'scclip'])
+                                  'scclip', 'resclip', 'resclip@whole'])
 def test_every_mode_measures_on_the_tiny_model(benchmark, mode):
     cfg = dict(mode=mode, size=(288, 224), backbone=str(TINY_CKPT), random=False,
                device='cpu', precision='fp32', images=1, image_batch=1, crop_batch_size=None)
