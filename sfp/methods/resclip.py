@@ -229,7 +229,8 @@ class ResCLIPEncoder(MethodEncoder):
                              'switches RCS off)')
         super().__init__(visual, **kwargs)
         self.check_blocks({f'rcs_blocks[{i}]': b for i, b in enumerate(rcs_blocks)})
-        # The walk materialises the attention of these blocks only.
+        # The walk materialises the attention of these blocks only (set here, after the
+        # check above, so that a bad block is reported as an rcs_blocks entry).
         self.attention_blocks = tuple(sorted(set(rcs_blocks))) if use_rcs else ()
         if gaussian_std <= 0:
             raise ValueError(f'gaussian_std must be positive, got {gaussian_std!r}')
