@@ -211,7 +211,14 @@ def last_block_attention(encoder: MethodEncoder, walk: BlockWalk) -> torch.Tenso
     - An encoder whose last block is a :class:`~sfp.models.SemanticAwareAttentionEnhancer`
       (SFP's rebuilt attention, SC-CLIP's guided attention): the encoder's ``head`` runs,
       the enhancer's first call is recorded and rerun on the probe; T = N.
+    - An encoder that hands out its own (its
+      :meth:`~sfp.models.MethodEncoder.attention_map` is not None: ResCLIP's second
+      pass, whose maps come from a first pass with the real values; ProxyCLIP's, on its
+      VFM's grid).
     """
+    own = encoder.attention_map(walk)
+    if own is not None:
+        return own[0]
     if isinstance(encoder, LastBlockAttentionEncoder):
         block = encoder.last_block
         hidden = block.ln_1(walk.tokens)
@@ -248,12 +255,11 @@ def last_block_attention(encoder: MethodEncoder, walk: BlockWalk) -> torch.Tenso
 
 
 @torch.no_grad()
-def method_attention(encoder: MethodEncoder, images: torch.Tensor,
-                     walk: BlockWalk) -> LastBlockAttention:
-    """The last-block attention of the first of ``images`` (walked as ``walk``): the
-    method's own (:meth:`~sfp.models.MethodEncoder.attention_map`) where it computes it,
-    else read out of its attention code (:func:`last_block_attention`)."""
-    own = encoder.attention_map(images, walk)
+def method_attention(encoder: MethodEncoder, walk: BlockWalk) -> LastBlockAttention:
+    """The last-block attention of the first of the walked crops: the method's own
+    (:meth:`~sfp.models.MethodEncoder.attention_map`) where it computes it, else read out
+    of its attention code (:func:`last_block_attention`)."""
+    own = encoder.attention_map(walk)
     weights, grid = own if own is not None else (last_block_attention(encoder, walk), walk.grid)
     return LastBlockAttention(weights[0].float().cpu(), grid)
 
@@ -329,7 +335,7 @@ def analyze_image(segmentor: SFPSegmentor, image_bgr: np.ndarray,
     if walk.outliers is not None:
         mitigated = encoder.mitigation(guidance, walk.outliers.mask(), grid)
         purified = guidance_similarity(mitigated, threshold)[0]
-    last = method_attention(encoder, x, walk)
+    last = method_attention(encoder, walk)
     prediction = segment_images(segmentor, [image_bgr], short_side)[0]
     return OutlierAnalysis(
         crop=_as_rgb(prepared), grid=grid,
@@ -396,5 +402,5 @@ def compare_last_block_attention(
         prepared, x = _prepared_crop(segmentor, image_bgr, crop, short_side)
         walk = segmentor.encoder.walk(x)
         grid = walk.grid
-        methods[name] = method_attention(segmentor.encoder, x, walk)
+        methods[name] = method_attention(segmentor.encoder, walk)
     return AttentionComparison(crop=_as_rgb(prepared), grid=grid, methods=methods)

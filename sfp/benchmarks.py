@@ -150,6 +150,7 @@ REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'scclip': _row(64.6, 36.8, 37.7, 84.3, 40.1, 26.6, 41.0, 20.1),
     'cliptrase': _row(50.88, 29.87, 43.56, 80.95, 33.83, 22.84, 21.3, 16.35),
     'proxyclip': _row(61.3, 35.3, 37.5, 80.3, 39.1, 26.5, 38.1, 20.2),
+    'resclip': _row(61.1, 33.5, 35.0, 86.0, 36.8, 24.7, 35.9, 18.0),
     'sfp': PAPER_TABLE1_MIOU['sfp'],
 }
 REPORTED_SOURCES: Dict[str, str] = {
@@ -165,6 +166,8 @@ REPORTED_SOURCES: Dict[str, str] = {
     'proxyclip': "SFP paper (ICCV 2025) Table 1's ProxyCLIP row (CLIP ViT-B/16 + DINO ViT-B/8), "
                  "attributed to the ProxyCLIP paper (arXiv 2408.04883) Table 1; the release "
                  'README gives no numbers (../shared/docs/VFM_METHODS.md)',
+    'resclip': 'ResCLIP README result images at 0e085f7 (= its paper, arXiv 2411.15851, '
+               'Tables 1-2), NACLIP + ResCLIP, no final post-processing',
     'sfp': PAPER_TABLE1_SOURCES['sfp'],
 }
 # The average each source states over the eight benchmarks.

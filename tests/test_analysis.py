@@ -10,7 +10,8 @@ from sfp.datasets import read_image
 from .conftest import REPO, TINY_CKPT
 
 IMAGE = REPO / 'demo' / 'images' / '000000214753.jpg'
-METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'scclip', 'cliptrase')
+METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'scclip', 'cliptrase',
+           'resclip')
 
 
 @pytest.fixture(scope='module')
@@ -153,6 +154,10 @@ def test_last_block_attention_of_each_method(comparison, image):
         rows = methods[name].weights.sum(-1)
         assert torch.allclose(rows, torch.full((q.shape[1], tokens), total))
     assert not torch.allclose(methods['naclip'].weights, softmax_logits(k, k)[0].float())
+    # ResCLIP's second pass (tests/test_resclip.py: the weights its last block applies):
+    # tau_r (1 - lam_r) softmax + tau_r lam_r R, rows summing to tau_r = 2.
+    assert methods['resclip'].has_cls
+    assert torch.allclose(methods['resclip'].weights.sum(-1), torch.full((q.shape[1], tokens), 2.))
     maps = comparison.query_maps(7, 7)
     assert set(maps) == set(METHODS) and all(m.shape == (14, 14) for m in maps.values())
     assert torch.equal(maps['maskclip'], torch.eye(196)[7 * 14 + 7].view(14, 14))

@@ -109,12 +109,14 @@ def test_mode_settings_follow_the_model_bases(benchmark):
 # inherit it) covers it once, the others' 224 crop twice.
 WINDOWS = dict(clip=('slide 448/224', 1), maskclip=('slide 448/224', 1),
                clearclip=('slide 448/224', 1), proxyclip=('slide 336/112', 1),
-               **{'naclip@whole+pamr': ('whole', 1), 'floor/proxyclip': ('slide 336/112', 1)})
+               **{'naclip@whole+pamr': ('whole', 1), 'floor/proxyclip': ('slide 336/112', 1),
+                  'resclip@whole': ('whole', 1)})
 
 
 @pytest.mark.parametrize('mode', ['floor', 'release', 'sfp', 'clip', 'maskclip', 'clearclip',
                                   'sclip', 'naclip', 'naclip+pamr', 'naclip@whole+pamr',
-                                  'scclip', 'cliptrase', 'proxyclip', 'floor/proxyclip'])
+                                  'scclip', 'cliptrase', 'proxyclip', 'floor/proxyclip',
+                                  'resclip', 'resclip@whole'])
 def test_every_mode_measures_on_the_tiny_model(benchmark, mode):
     cfg = dict(mode=mode, size=(288, 224), backbone=str(TINY_CKPT), vfm=str(TINY_DINO),
                random=False, device='cpu', precision='fp32', images=1, image_batch=1,

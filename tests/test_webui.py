@@ -168,7 +168,7 @@ def test_page_result_matches_segment_images(demo):
 
 
 @pytest.mark.parametrize('method', ['clip', 'maskclip', 'clearclip', 'sclip', 'naclip',
-                                    'scclip', 'cliptrase', 'proxyclip'])
+                                    'scclip', 'cliptrase', 'proxyclip', 'resclip'])
 def test_every_method_matches_segment_images(demo, method):
     settings = Settings(vocabulary='road,sky,tree,car', method=method, purify=False,
                         attention=True)
@@ -281,7 +281,7 @@ def test_awkward_uploads_are_segmented(demo, tmp_path, kind, size):
 def test_bad_settings_are_refused(demo):
     with pytest.raises(InputError, match="method 'maskclp' is not available; choose from "
                                          "clearclip, clip, cliptrase, maskclip, naclip, "
-                                         "proxyclip, scclip, sclip, sfp"):
+                                         "proxyclip, resclip, scclip, sclip, sfp"):
         demo.run(str(CAMVID_IMAGE), Settings(method='maskclp'))
     with pytest.raises(InputError, match='detector .* is unknown'):
         demo.run(str(CAMVID_IMAGE), Settings(pm='nope'))
@@ -331,7 +331,7 @@ def test_command_lists_the_available_methods(capsys):
     error = capsys.readouterr().err
     assert 'maskclp' in error and all(m in error for m in available_methods())
     assert set(available_methods()) == {'sfp', 'clip', 'maskclip', 'clearclip', 'sclip',
-                                        'naclip', 'scclip', 'cliptrase', 'proxyclip'}
+                                        'naclip', 'scclip', 'cliptrase', 'proxyclip', 'resclip'}
 
 
 def test_own_output_folder_goes_with_the_demo():

@@ -12,7 +12,9 @@ Each method runs batched with the settings of its model base
 except PAMR, which is off unless the mode says ``+pamr`` (then with the base's steps, or
 10): ``naclip`` and ``naclip+pamr`` differ by PAMR alone, so PAMR's cost has a line of its
 own.  ``@whole`` encodes each image whole instead (``naclip@whole+pamr`` is NACLIP's
-released VOC setting).  The ``window`` column says what each row ran.
+released VOC setting, ``resclip@whole`` ResCLIP's).  ResCLIP's first-pass PAMR belongs to
+its encoder and runs in every ResCLIP row; the PAMR column counts the final one only.
+The ``window`` column says what each row ran.
 
 A method that also reads a vision foundation model (ProxyCLIP) has a floor of its own,
 ``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's crops
@@ -43,7 +45,7 @@ import torch  # noqa: E402
 
 FLOOR, RELEASE = 'floor', 'release'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
-           'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip')
+           'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole')
 DEFAULT_PAMR_STEPS = 10
 CLASS_FILE = REPO / 'configs' / 'classnames' / 'cls_voc21.txt'
 

@@ -6,10 +6,11 @@ from .cliptrase import CLIPtraseEncoder
 from .maskclip import MaskCLIPEncoder
 from .naclip import NACLIPEncoder, neighbourhood_bias
 from .proxyclip import ProxyCLIPEncoder, proxy_attention, vfm_view
+from .resclip import ResCLIPEncoder
 from .scclip import SCCLIPEncoder
 from .sclip import SCLIPEncoder
 from .sfp import SFPEncoder
 
 __all__ = ['CLIPEncoder', 'CLIPtraseEncoder', 'ClearCLIPEncoder', 'MaskCLIPEncoder',
-           'NACLIPEncoder', 'ProxyCLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder',
-           'neighbourhood_bias', 'proxy_attention', 'vfm_view']
+           'NACLIPEncoder', 'ProxyCLIPEncoder', 'ResCLIPEncoder', 'SCCLIPEncoder',
+           'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias', 'proxy_attention', 'vfm_view']

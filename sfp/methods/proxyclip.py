@@ -119,11 +119,10 @@ class ProxyCLIPEncoder(MethodEncoder):
         features, grid = self.vfm_features(images)
         return proxy_attention(features, self.beta, self.gamma), grid
 
-    def attention_map(self, images: torch.Tensor,
-                      walk: BlockWalk) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def attention_map(self, walk: BlockWalk) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """The proxy attention as one head (B, 1, I*J, I*J), on the VFM's grid: every head
         of the last block applies it."""
-        attention, grid = self.attention(images)
+        attention, grid = self.attention(walk.images)
         return attention[:, None], grid
 
     def values(self, tokens: torch.Tensor, clip_grid: Tuple[int, int],

@@ -2,13 +2,14 @@
 purification as a hook in that walk.
 
 A method is a :class:`MethodEncoder` subclass that says which block outputs it reads
-(``kept_blocks``, ``summed_blocks``) and implements :meth:`MethodEncoder.head`, its
+(``kept_blocks``, ``summed_blocks``) and which blocks' attention weights
+(``attention_blocks``), and implements :meth:`MethodEncoder.head`, its
 replacement of the last block; everything else (embedding, the walk, detection and
 mitigation, the projection into CLIP's joint space) is here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -72,6 +73,10 @@ class BlockWalk:
         summed: (B, 1 + N, C) sum of the outputs of ``summed_blocks`` (None if none).
         outliers: outliers found at the detection block (None without purification).
         grid: patch grid (rows, cols).
+        attention: block number -> (B, heads, 1 + N, 1 + N) attention weights of each
+            block in ``attention_blocks``.
+        images: (B, 3, H, W) the crops walked, CLIP-normalised (ResCLIP's first pass
+            refines its labels on them).
     """
 
     tokens: torch.Tensor
@@ -79,13 +84,15 @@ class BlockWalk:
     summed: Optional[torch.Tensor]
     outliers: Optional[Outliers]
     grid: Tuple[int, int]
+    attention: Dict[int, torch.Tensor] = field(default_factory=dict)
+    images: Optional[torch.Tensor] = None
 
 
 class MethodEncoder(nn.Module):
     """Base of every method's image encoder.
 
     Blocks 1..L-1 run unchanged, through the fused attention kernel; only a block whose
-    attention a detector reads materialises its weights.  With a ``detector``
+    attention a detector or the method reads materialises its weights.  With a ``detector``
     (purification), outliers are detected on the output of ``detect_block`` and
     mitigated in the patches of block L-1's output before the method's :meth:`head`
     sees them, as SFP does; ``stream_mitigation_blocks`` also purify inside the stream.
@@ -102,6 +109,8 @@ class MethodEncoder(nn.Module):
         kept_blocks: blocks whose outputs :meth:`head` reads (``BlockWalk.outputs``).
         summed_blocks: (first, last) inclusive range of blocks whose outputs are summed
             (``BlockWalk.summed``), or None.
+        attention_blocks: blocks whose attention weights :meth:`head` reads
+            (``BlockWalk.attention``; ResCLIP's residual cross-correlation).
     """
 
     #: Whether the method purifies when the segmentor's ``purify`` is left unset.
@@ -129,7 +138,8 @@ class MethodEncoder(nn.Module):
                  detect_block: Optional[int] = None,
                  stream_mitigation_blocks: Sequence[int] = (),
                  kept_blocks: Sequence[int] = (),
-                 summed_blocks: Optional[Tuple[int, int]] = None):
+                 summed_blocks: Optional[Tuple[int, int]] = None,
+                 attention_blocks: Sequence[int] = ()):
         super().__init__()
         self.visual = visual
         if isinstance(detector, (str, dict)):
@@ -142,9 +152,12 @@ class MethodEncoder(nn.Module):
         self.stream_mitigation_blocks = tuple(sorted(set(stream_mitigation_blocks)))
         self.kept_blocks = tuple(sorted(set(kept_blocks)))
         self.summed_blocks = summed_blocks
+        self.attention_blocks = tuple(sorted(set(attention_blocks)))
         checked = {'detect_block': self.detect_block}
         checked.update({f'stream_mitigation_blocks[{i}]': b
                         for i, b in enumerate(self.stream_mitigation_blocks)})
+        checked.update({f'attention_blocks[{i}]': b
+                        for i, b in enumerate(self.attention_blocks)})
         if summed_blocks is not None:
             checked.update({'first summed block': summed_blocks[0],
                             'last summed block': summed_blocks[1]})
@@ -186,17 +199,17 @@ class MethodEncoder(nn.Module):
         vector and its seeded random generator)."""
         return None
 
-    def attention_map(self, images: torch.Tensor,
-                      walk: BlockWalk) -> Optional[Tuple[torch.Tensor, Tuple[int, int]]]:
-        """The last block's attention weights (B, heads, T, T) on ``images`` and the grid
-        of their patch tokens, for a method whose attention is not computed from the walk
-        alone (ProxyCLIP's comes from its VFM's view of the images, on the VFM's grid).
-        None (the default): :func:`sfp.analysis.last_block_attention` reads it out of the
+    def attention_map(self, walk: BlockWalk) -> Optional[Tuple[torch.Tensor, Tuple[int, int]]]:
+        """The last block's attention weights (B, heads, T, T) on a walk and the grid of
+        their patch tokens, for a method that computes them beyond one attention call on
+        the walked tokens (ResCLIP's second pass, whose maps come from a first pass;
+        ProxyCLIP's, from its VFM's view of the crops, on the VFM's grid).  None (the
+        default) lets :func:`sfp.analysis.last_block_attention` read them out of the
         method's attention code."""
         return None
 
     def _wants_attention(self, block: int) -> bool:
-        if self.materialise_all_attention:
+        if self.materialise_all_attention or block in self.attention_blocks:
             return True
         return (self.detector is not None and self.detector.needs_attention
                 and (block == self.detect_block or block in self.stream_mitigation_blocks))
@@ -211,6 +224,7 @@ class MethodEncoder(nn.Module):
         grid = self.visual.grid_size(*images.shape[-2:])
         x = self.visual.embed(images)  # (B, 1 + N, C)
         outputs: Dict[int, torch.Tensor] = {}
+        attentions: Dict[int, torch.Tensor] = {}
         summed = detected = None
         first, last = self.summed_blocks or (0, -1)
         for index, block in enumerate(self.visual.blocks[:self.visual.num_blocks - 1], start=1):
@@ -226,11 +240,13 @@ class MethodEncoder(nn.Module):
                 summed = x if summed is None else summed + x
             if index in self.kept_blocks:
                 outputs[index] = x
+            if index in self.attention_blocks:
+                attentions[index] = attention
         outliers = None
         if self.detector is not None:
             outliers = self.detector(detected[0], detected[1], grid)
             x = self._mitigate(x, outliers)
-        return BlockWalk(x, outputs, summed, outliers, grid)
+        return BlockWalk(x, outputs, summed, outliers, grid, attentions, images)
 
     def head(self, walk: BlockWalk) -> torch.Tensor:
         """The method's last block (and whatever it adds): (B, N, C) patch tokens, to be

@@ -1,0 +1,14 @@
+_base_ = [
+    '../_base_/models/resclip_vit-b16.py',
+    '../_base_/datasets/ade20k.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_ade20k.py.
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/resclip/cls_ade20k.txt',
+    encoder=dict(temp_thd=0.25, attn_rcs_weights=(2.0, 0.3), attn_sfr_weights=(2.1, 0.7)),
+)
+# Its test Resize(scale=(2048, 336)), over the dataset base's short side.
+test_pipeline = [dict(step, scale=(2048, 336)) if step.type == 'Resize' else step
+                 for step in _base_.test_pipeline]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
