@@ -1,5 +1,6 @@
 """Methods: one image encoder per method, registered in :data:`sfp.registry.ENCODERS`
 under its class name and its short name (the ``configs/<method>/`` folder)."""
+from .cass import CASSEncoder
 from .clearclip import ClearCLIPEncoder
 from .clip import CLIPEncoder
 from .maskclip import MaskCLIPEncoder
@@ -8,5 +9,5 @@ from .scclip import SCCLIPEncoder
 from .sclip import SCLIPEncoder
 from .sfp import SFPEncoder
 
-__all__ = ['CLIPEncoder', 'ClearCLIPEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder',
+__all__ = ['CASSEncoder', 'CLIPEncoder', 'ClearCLIPEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder',
            'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias']
