@@ -50,6 +50,12 @@ def _model_settings(config: Path) -> Tuple[dict, int]:
     return model, short_sides[0] if short_sides else DEFAULT_SHORT_SIDE
 
 
+def method_vfm(method: str = 'sfp') -> Optional[str]:
+    """The vision foundation model a method reads by default (its base config's
+    ``vfm_path``, e.g. ProxyCLIP's 'dino_vitb8'); None for methods that read none."""
+    return method_defaults(method).get('vfm_path')
+
+
 def method_defaults(method: str = 'sfp') -> dict:
     """A method's model arguments as its base config gives them (encoder, purify,
     window, PAMR and post-processing defaults)."""
@@ -155,7 +161,8 @@ def init_segmentor(clip_path: str = 'ViT-B/16', vocabulary: Vocabulary = 'voc21'
                    method: str = 'sfp', **kwargs) -> SFPSegmentor:
     """A segmentor running ``method`` for a vocabulary (see :func:`resolve_vocabulary`).
 
-    Its arguments are those of :func:`vocabulary_setting`, then ``kwargs``.
+    Its arguments are those of :func:`vocabulary_setting`, then ``kwargs`` (e.g.
+    ``vfm_path``, a VFM name, file or loaded tower, for a method that reads one).
     ``return_probs=True`` also keeps each image's class probabilities at full resolution
     (``seg_logits``, classes x H x W in float32: 4.5 GiB for an 8-megapixel image and 150
     classes); by default only the label maps are kept.

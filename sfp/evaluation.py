@@ -64,7 +64,7 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
                       clip_path: Optional[str] = None, work_dir: Optional[str] = None,
                       cfg_options: Optional[dict] = None, launcher: str = 'none',
                       show_dir: Optional[str] = None, out_dir: Optional[str] = None,
-                      overwrite: bool = False) -> Config:
+                      overwrite: bool = False, vfm_path: Optional[str] = None) -> Config:
     """Load a config and apply the command-line overrides of tools/test.py.
 
     Catches, before anything is built, what would otherwise fail deep inside the Runner:
@@ -90,6 +90,8 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
         cfg.test_dataloader.dataset.data_root = data_root
     if clip_path:
         cfg.model.clip_path = clip_path
+    if vfm_path:
+        cfg.model.vfm_path = vfm_path
     check_model_arguments(cfg.model)
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(Path('work_dirs') / config.stem)
     _refuse_to_overwrite(show_dir, '--show-dir', overwrite)

@@ -7,13 +7,15 @@ adding a detector is one module with one ``@OUTLIER_DETECTORS.register_module()`
 Methods (SFP and the baselines) are image encoders in ``ENCODERS``, built from a
 segmentor's ``encoder=dict(type=...)``; the parts an encoder is assembled from
 (mitigation, enhancer, integrator) are in ``ENCODER_PARTS`` so that configs can give
-them as dicts.
+them as dicts.  Vision foundation models read beside CLIP (DINO ...) are tower classes
+in ``VFM_TOWERS``, which the VFM loader tries in turn on a checkpoint's keys.
 """
 from mmengine.registry import Registry
 
 OUTLIER_DETECTORS = Registry('outlier detector', locations=['sfp.models.detectors'])
 ENCODERS = Registry('encoder', locations=['sfp.methods'])
 ENCODER_PARTS = Registry('encoder part', locations=['sfp.models'])
+VFM_TOWERS = Registry('vfm tower', locations=['sfp.vfm'])
 
 
 def registered_type(registry: Registry, name: str, what: str, argument: str = '') -> type:

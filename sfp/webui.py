@@ -2,7 +2,8 @@
 
 The page logic lives here, in two layers:
 
-* :class:`WebDemo`, plain Python: it loads CLIP once, keeps one segmentor per
+* :class:`WebDemo`, plain Python: it loads CLIP once (and a method's vision foundation
+  model once, when a method that reads one is first asked for), keeps one segmentor per
   vocabulary and detector, and turns an uploaded file and the page's settings into a
   :class:`PageResult` (overlay with legend, class shares, outliers drawn on the image,
   the label map as a PNG, optionally per-block CLS attention).  Bad input raises
@@ -26,7 +27,7 @@ import weakref
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -35,12 +36,20 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from . import clip
 from .analysis import OutlierAnalysis, analyze_image
-from .apis import PRESETS, available_methods, init_segmentor, prepare_image, resolve_vocabulary
+from .apis import (
+    PRESETS,
+    available_methods,
+    init_segmentor,
+    method_vfm,
+    prepare_image,
+    resolve_vocabulary,
+)
 from .datasets import ImageReadError, read_image
 from .models import SFPSegmentor
 from .registry import OUTLIER_DETECTORS
 from .text import parse_class_names
 from .utils import atomic_write_png
+from .vfm import load_vfm
 from .visualization import add_legend, make_palette, overlay
 
 REPO = Path(__file__).resolve().parents[1]
@@ -268,12 +277,19 @@ class WebDemo:
         device, precision: as for :class:`~sfp.models.SFPSegmentor`.
         output_dir: where label maps are written for download (default: a new
             temporary folder).
+        vfm_path: the vision foundation model of the methods that read one (name or
+            file; default: each method's config's, e.g. 'dino_vitb8').  It is loaded when
+            such a method is first asked for, once, and shared by its segmentors; when it
+            cannot be had, those requests answer which file to place where.
     """
 
     def __init__(self, clip_path: str = 'ViT-B/16', device: Optional[str] = None,
-                 precision: Optional[str] = None, output_dir: Optional[Path] = None):
+                 precision: Optional[str] = None, output_dir: Optional[Path] = None,
+                 vfm_path: Optional[str] = None):
         self.device = device
         self.precision = precision
+        self.vfm_path = vfm_path
+        self._vfms: Dict[str, torch.nn.Module] = {}  # name or file -> loaded tower
         if output_dir is None:  # a folder of our own, removed with the demo
             output_dir = tempfile.mkdtemp(prefix='sfp-webui-')
             weakref.finalize(self, shutil.rmtree, output_dir, True)
@@ -319,10 +335,11 @@ class WebDemo:
         if key in self._segmentors:
             self._segmentors.move_to_end(key)
         else:
+            vfm = self.vfm(settings.method)
             self._segmentors[key] = init_segmentor(
                 self.clip, classes, device=self.device, precision=self.precision,
                 method=settings.method, pm=settings.pm, purify=settings.purify,
-                return_probs=False,
+                return_probs=False, **({} if vfm is None else dict(vfm_path=vfm)),
                 text_cache=self.checkpoint)  # the disk cache of the file CLIP came from
             while len(self._segmentors) > SEGMENTORS_KEPT:
                 self._segmentors.popitem(last=False)
@@ -331,6 +348,22 @@ class WebDemo:
         configured.prob_thd = settings.prob_thd
         configured.area_thd = settings.area_thd or None
         return configured
+
+    def vfm(self, method: str) -> Optional[torch.nn.Module]:
+        """The loaded vision foundation model a method reads (None for methods that read
+        none), loaded on first use and kept: segmentors built from it share its weights,
+        as they share CLIP's.  :class:`InputError` when it cannot be had."""
+        default = method_vfm(method)
+        if default is None:
+            return None
+        name = str(self.vfm_path or default)
+        if name not in self._vfms:
+            try:
+                self._vfms[name] = load_vfm(name)
+            except clip.CheckpointError as err:
+                raise InputError(f'{method} reads a vision foundation model, which could not '
+                                 f'be loaded: {err}') from None
+        return self._vfms[name]
 
     def check(self, settings: Settings) -> None:
         """Clear errors for settings the page's widgets should not let through."""

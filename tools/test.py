@@ -19,6 +19,8 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file, e.g. configs/sfp/sfp_vit-b16_voc21.py')
     parser.add_argument('--data-root', help='dataset folder (overrides the config)')
     parser.add_argument('--clip-path', help="CLIP name ('ViT-B/16') or checkpoint file")
+    parser.add_argument('--vfm-path', help="vision foundation model of a method that reads "
+                                           "one (ProxyCLIP): name ('dino_vitb8') or file")
     parser.add_argument('--work-dir', help='logs and metrics (default work_dirs/<config>)')
     parser.add_argument('--show-dir', help='save visualised predictions here')
     parser.add_argument('--out', help='save predicted label maps (PNG) here')
@@ -48,6 +50,7 @@ def main(argv=None) -> int:
     local_rank_from_args(args.local_rank)
     try:
         cfg = build_test_config(args.config, data_root=args.data_root, clip_path=args.clip_path,
+                                vfm_path=args.vfm_path,
                                 work_dir=args.work_dir,
                                 cfg_options=parse_cfg_options(args.cfg_options),
                                 launcher=args.launcher, show_dir=args.show_dir,

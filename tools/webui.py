@@ -1,6 +1,7 @@
 """A local web page: segment any image with any vocabulary and see the outliers.
 
-    python tools/webui.py [--clip-path ViT-B/16] [--method sfp] [--host 127.0.0.1] [--port 7860]
+    python tools/webui.py [--clip-path ViT-B/16] [--method sfp] [--vfm-path dino_vitb8]
+        [--host 127.0.0.1] [--port 7860]
 
 Open the printed address in a browser.  The page takes an uploaded (or dropped, or
 bundled) image and a vocabulary (a preset or free text with synonyms) and shows the
@@ -29,6 +30,10 @@ def parse_args(argv=None):
                         help="CLIP name ('ViT-B/16', downloaded once) or checkpoint file")
     parser.add_argument('--method', default='sfp', choices=available_methods(),
                         help='segmentation method selected when the page opens')
+    parser.add_argument('--vfm-path',
+                        help="vision foundation model of the methods that read one "
+                             "(ProxyCLIP): name ('dino_vitb8', downloaded once) or file; "
+                             "loaded when such a method is first used")
     parser.add_argument('--vocab', default='voc21', help='vocabulary shown when the page opens')
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (0.0.0.0 exposes the page to the network)')
@@ -45,7 +50,8 @@ def main(argv=None) -> int:
     except ImportError as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
-    demo = WebDemo(args.clip_path, device=args.device, precision=args.precision)
+    demo = WebDemo(args.clip_path, device=args.device, precision=args.precision,
+                   vfm_path=args.vfm_path)
     kind, message = demo.banner()
     print(f'{kind}: {message}', file=sys.stderr if kind != 'info' else sys.stdout)
     app = build_app(demo, args.vocab, args.method)

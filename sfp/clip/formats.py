@@ -41,10 +41,14 @@ def _first_line(err: Exception) -> str:
     return str(err).splitlines()[0] if str(err) else ''
 
 
-def read_state_dict(path: Union[str, Path]) -> StateDict:
+CLIP_FILE_EXAMPLE = "a TorchScript archive like OpenAI's ViT-B-16.pt"
+
+
+def read_state_dict(path: Union[str, Path], example: str = CLIP_FILE_EXAMPLE) -> StateDict:
     """Weights of a TorchScript archive, a ``.safetensors`` file or a ``torch.save``-d
     state dict (possibly under ``state_dict``/``model``, keys possibly prefixed with
-    ``module.``), on the CPU."""
+    ``module.``), on the CPU.  ``example`` names the kind of file expected, for the
+    error a damaged file gets."""
     path = Path(path)
     try:
         if path.suffix == '.safetensors':
@@ -65,8 +69,8 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
                  if zipped else 'neither a zip archive nor a tensor file')
         raise CheckpointError(
             f'cannot read {path}: it is damaged or not a checkpoint; it is {found}. Expected '
-            f'a TorchScript archive like OpenAI\'s ViT-B-16.pt, a .safetensors file or a '
-            f'state dict saved by torch.save. Download it again or give another file') from err
+            f'{example}, a .safetensors file or a state dict saved by torch.save. Download '
+            f'it again or give another file') from err
     for wrapper in ('state_dict', 'model'):
         if isinstance(state_dict, dict) and isinstance(state_dict.get(wrapper), dict):
             state_dict = state_dict[wrapper]
@@ -153,6 +157,7 @@ def read_checkpoint(path: Union[str, Path], activation: Optional[str] = None
                 f'{path} has Hugging Face transformers key names (vision_model..., '
                 f'text_model...) but no {HF_CONFIG} beside it: pass the folder that '
                 f'CLIPModel.save_pretrained wrote (config.json + model.safetensors)')
+        _refuse_vision_foundation_model(state_dict, path)
         act = activation or DEFAULT_ACTIVATION
         settings = dict(vision_activation=act, text_activation=act)
         return state_dict, infer_config(state_dict, str(path), **settings)
@@ -170,6 +175,25 @@ def read_checkpoint(path: Union[str, Path], activation: Optional[str] = None
                     f'tower uses {settings[f"{tower}_activation"]!r}; leave activation '
                     f'unset for checkpoints that carry their config')
     return state_dict, infer_config(state_dict, str(path), **settings)
+
+
+def is_clip_state_dict(state_dict: StateDict) -> bool:
+    """Whether weights carry a CLIP's key names (OpenAI's, or transformers' CLIPModel)."""
+    return ('visual.conv1.weight' in state_dict or 'visual.proj' in state_dict
+            or any(k.startswith('vision_model.') for k in state_dict))
+
+
+def _refuse_vision_foundation_model(state_dict: StateDict, path: Path) -> None:
+    """A clear error for a VFM checkpoint (DINO ...) given where a CLIP is expected."""
+    if is_clip_state_dict(state_dict):
+        return
+    from ..vfm.loader import describe_vfm_state_dict  # sfp.vfm builds on sfp.clip
+
+    what = describe_vfm_state_dict(state_dict)
+    if what:
+        raise CheckpointError(
+            f'{path} is a {what} checkpoint, a vision foundation model, not a CLIP: give it '
+            f'as vfm_path (methods that read one: ProxyCLIP, CASS) and a CLIP as clip_path')
 
 
 # -- Hugging Face transformers ------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Dict, Optional, Union
 import torch
 from tqdm import tqdm
 
+from ..utils import atomic_write_text
 from .errors import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -98,8 +99,9 @@ def file_sha256(path: Union[str, Path]) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, target: Path, sha256: str, progress: bool = True) -> Path:
-    """Download ``url`` to ``target`` through a temporary file, checking its sha256.
+def download(url: str, target: Path, sha256: Optional[str], progress: bool = True) -> str:
+    """Download ``url`` to ``target`` through a temporary file, checking its sha256 (None:
+    not published, not checked); returns the file's sha256.
 
     The target appears only once complete and verified; a failed or mismatching
     download leaves nothing behind.
@@ -118,13 +120,58 @@ def download(url: str, target: Path, sha256: str, progress: bool = True) -> Path
                     digest.update(chunk)
                     bar.update(len(chunk))
         got = digest.hexdigest()
-        if got != sha256:
+        if sha256 is not None and got != sha256:
             raise ChecksumMismatchError(
                 f'downloaded {url} but its sha256 is {got}, expected {sha256}; the transfer '
                 f'was corrupted or the server sent another file. Nothing was kept; try again.')
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+    return got
+
+
+def recorded_sha256_path(target: Path) -> Path:
+    """Where the sha256 of a downloaded file whose digest is not published is recorded."""
+    return target.with_name(target.name + '.sha256')
+
+
+def cached_download(name: str, url: str, target: Path, sha256: Optional[str],
+                    progress: bool = True, argument: str = 'clip_path') -> Path:
+    """The published file of model ``name`` at ``target`` (in the cache), downloaded from
+    ``url`` on first use.
+
+    A file already there is verified against ``sha256``.  Where no digest is published
+    (None), the first file is trusted: its sha256 is recorded beside it
+    (``<file>.sha256``) and later uses verify against that record.  Offline, the error
+    says which file to place where; ``argument`` names the argument that takes a path
+    instead.
+    """
+    record = recorded_sha256_path(target)
+    if target.is_file():
+        got = file_sha256(target)
+        expected = sha256 or (record.read_text().strip() if record.is_file() else None)
+        if expected is None:
+            atomic_write_text(record, got + '\n')
+        elif got != expected:
+            origin = (f'{name} is published with sha256 {expected}' if sha256 else
+                      f'it had sha256 {expected} when first used (recorded in {record})')
+            raise ChecksumMismatchError(
+                f'{target} has sha256 {got}, but {origin}: it is incomplete or another '
+                f'file. It was left untouched; move it away to download {name} again, or '
+                f'pass its path as {argument}.')
+        return target
+    try:
+        got = download(url, target, sha256, progress)
+    except (urllib.error.URLError, OSError) as err:
+        if isinstance(err, ChecksumMismatchError):
+            raise
+        raise CheckpointNotFoundError(
+            f'{name} is not in the cache and could not be downloaded from {url} '
+            f'({getattr(err, "reason", err)}). Without network, fetch that file on another '
+            f'machine and place it at {target} (or set $SFP_CACHE, or pass the file path as '
+            f'{argument}).') from err
+    if sha256 is None:
+        atomic_write_text(record, got + '\n')
     return target
 
 
@@ -139,25 +186,7 @@ def resolve_checkpoint(name_or_path: Union[str, Path], download_root: Optional[U
     if name in _MODELS:
         sha256, filename = _MODELS[name]
         target = Path(download_root).expanduser() if download_root else cache_dir()
-        target = target / filename
-        if target.is_file():
-            got = file_sha256(target)
-            if got != sha256:
-                raise ChecksumMismatchError(
-                    f'{target} has sha256 {got}, but {name} is published with sha256 '
-                    f'{sha256}: it is incomplete or another file. It was left untouched; move '
-                    f'it away to download {name} again, or pass its path as clip_path.')
-            return target
-        try:
-            return download(model_url(name), target, sha256, progress)
-        except (urllib.error.URLError, OSError) as err:
-            if isinstance(err, ChecksumMismatchError):
-                raise
-            raise CheckpointNotFoundError(
-                f'{name} is not in the cache and could not be downloaded from '
-                f'{model_url(name)} ({getattr(err, "reason", err)}). Without network, fetch '
-                f'that file on another machine and place it at {target} (or set $SFP_CACHE, '
-                f'or pass the file path as clip_path).') from err
+        return cached_download(name, model_url(name), target / filename, sha256, progress)
     path = Path(name).expanduser()
     if path.is_file():
         return path

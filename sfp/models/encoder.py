@@ -104,6 +104,10 @@ class MethodEncoder(nn.Module):
     #: ``query_features`` (Q, D), L2-normalised, and ``query_idx`` (Q,) (class of each
     #: query) to the constructor (ResCLIP's first pass, CASS's text adjustment).
     uses_vocabulary = False
+    #: Whether the method reads a vision foundation model (ProxyCLIP, CASS): the segmentor
+    #: then loads one from its ``vfm_path`` and passes the tower (in the model's device and
+    #: precision) to the constructor as ``vfm``.
+    uses_vfm = False
     #: Materialise every walked block's attention weights, as the releases do (no fused
     #: kernel); same results, only slower.  For side-by-side timing with a release.
     materialise_all_attention = False

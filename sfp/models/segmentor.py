@@ -12,11 +12,13 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+from torch import nn
 
 from .. import clip
 from ..methods import SFPEncoder
 from ..registry import ENCODERS, build_from_registry, registered_type
 from ..text import build_query_features, load_vocabulary
+from ..vfm import load_vfm
 from .data_preprocessor import SFPDataPreProcessor
 from .detectors import build_detector
 from .enhancer import SemanticAwareAttentionEnhancer
@@ -104,6 +106,12 @@ class SFPSegmentor(BaseSegmentor):
         allow_duplicate_names: accept a class file that gives one name to two classes
             (only to reproduce a release's file as it is; see
             :func:`sfp.text.parse_class_names`).
+        vfm_path: the vision foundation model of a method that reads one (ProxyCLIP,
+            CASS; :attr:`~sfp.models.encoder.MethodEncoder.uses_vfm`): a name
+            ('dino_vitb8', ...: downloaded once), a checkpoint file, or a loaded tower
+            (used as it is, moved to the segmentor's device and precision: segmentors built
+            from one tower share it).  The method's base config names its default; other
+            methods take none.
     """
 
     def __init__(self,
@@ -133,6 +141,7 @@ class SFPSegmentor(BaseSegmentor):
                  text_cache: Union[bool, str, Path] = True,
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
+                 vfm_path: Union[str, Path, nn.Module, None] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         _check_arguments(prob_thd=prob_thd, logit_scale=logit_scale, slide_crop=slide_crop,
@@ -160,6 +169,11 @@ class SFPSegmentor(BaseSegmentor):
         text_dtype = torch.promote_types(dtype, torch.float32)
         # Fail on a bad class file before loading CLIP.
         classes = load_vocabulary(name_path, allow_duplicate_names)
+        if encoder_type.uses_vfm:
+            parts.update(vfm=_vfm_tower(vfm_path, encoder_type, device, dtype))
+        elif vfm_path is not None:
+            raise ValueError(f'vfm_path is set, but {encoder_type.__name__} reads no vision '
+                             f'foundation model (methods that do: {", ".join(vfm_methods())})')
         if isinstance(clip_path, clip.CLIP):
             checkpoint, model = None, clip_path.to(device=device, dtype=text_dtype)
         else:
@@ -388,6 +402,25 @@ def _encoder_type(encoder: Optional[dict]) -> type:
         raise ValueError(f'encoder must be a config dict with a "type" (one of '
                          f'{", ".join(sorted(ENCODERS.module_dict))}), got {encoder!r}')
     return registered_type(ENCODERS, encoder['type'], 'encoder type')
+
+
+def vfm_methods() -> List[str]:
+    """Short names of the registered methods that read a vision foundation model."""
+    return sorted(name for name, cls in ENCODERS.module_dict.items()
+                  if cls.uses_vfm and name[:1].islower())
+
+
+def _vfm_tower(vfm_path: Union[str, Path, nn.Module, None], encoder_type: type,
+               device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """The VFM an encoder reads: loaded from a name or file, or a loaded tower moved (in
+    place, so that segmentors sharing it keep sharing it) to the device and precision."""
+    if vfm_path is None:
+        raise ValueError(f'{encoder_type.__name__} reads a vision foundation model: set '
+                         f"vfm_path (a name such as 'dino_vitb8', a checkpoint file or a "
+                         f'loaded tower)')
+    if isinstance(vfm_path, nn.Module):
+        return vfm_path.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return load_vfm(vfm_path, device=device, dtype=dtype)
 
 
 def _cache_key(text_cache: Union[bool, str, Path], checkpoint: Optional[Path]) -> Optional[Path]:

@@ -1,6 +1,17 @@
-"""Vision foundation models read beside CLIP (DINO; the contract others follow)."""
-from .dino import IMAGENET_MEAN, IMAGENET_STD, DINOVisionTransformer
-from .interface import VFMTower, check_vfm_tower
+"""Vision foundation models read beside CLIP (DINO; the contract others follow) and
+their loader."""
+from .dino import DINO_MODELS, IMAGENET_MEAN, IMAGENET_STD, DINOVisionTransformer
+from .interface import PublishedVFM, VFMFormat, VFMTower, check_vfm_tower
+from .loader import (
+                     available_vfms,
+                     build_vfm,
+                     describe_vfm_state_dict,
+                     load_vfm,
+                     random_vfm,
+                     resolve_vfm_checkpoint,
+)
 
-__all__ = ['DINOVisionTransformer', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VFMTower',
-           'check_vfm_tower']
+__all__ = ['DINOVisionTransformer', 'DINO_MODELS', 'IMAGENET_MEAN', 'IMAGENET_STD',
+           'PublishedVFM', 'VFMFormat', 'VFMTower', 'available_vfms', 'build_vfm',
+           'check_vfm_tower', 'describe_vfm_state_dict', 'load_vfm', 'random_vfm',
+           'resolve_vfm_checkpoint']

@@ -19,10 +19,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip.model import resize_patch_pos_embed
+from ..registry import VFM_TOWERS
+from .interface import PublishedVFM
 
 #: ImageNet's normalisation, DINO's own pipeline (on 0..1 RGB).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_DINO_URL = 'https://dl.fbaipublicfiles.com/dino'
+_VIT_S = dict(width=384, depth=12, heads=6, mlp_width=1536)
+_VIT_B = dict(width=768, depth=12, heads=12, mlp_width=3072)
+#: DINO's released backbones (the entries of facebookresearch/dino's hubconf.py).  The
+#: authors publish no sha256 for them: the loader records each file's on first download.
+DINO_MODELS = {
+    'dino_vits16': PublishedVFM(f'{_DINO_URL}/dino_deitsmall16_pretrain/'
+                                'dino_deitsmall16_pretrain.pth', dict(_VIT_S, patch_size=16)),
+    'dino_vits8': PublishedVFM(f'{_DINO_URL}/dino_deitsmall8_pretrain/'
+                               'dino_deitsmall8_pretrain.pth', dict(_VIT_S, patch_size=8)),
+    'dino_vitb16': PublishedVFM(f'{_DINO_URL}/dino_vitbase16_pretrain/'
+                                'dino_vitbase16_pretrain.pth', dict(_VIT_B, patch_size=16)),
+    'dino_vitb8': PublishedVFM(f'{_DINO_URL}/dino_vitbase8_pretrain/'
+                               'dino_vitbase8_pretrain.pth', dict(_VIT_B, patch_size=8)),
+}
+# Keys every DINO ViT checkpoint has; DINOv2's also have these, plus LayerScale and
+# (``_reg`` models) registers, which this tower does not implement.
+_DINO_KEYS = ('cls_token', 'pos_embed', 'patch_embed.proj.weight', 'blocks.0.attn.qkv.weight',
+              'norm.weight')
+_DINOV2_KEYS = ('blocks.0.ls1.gamma', 'register_tokens', 'mask_token')
+_SIZES = {384: 'S', 768: 'B', 1024: 'L'}
 
 
 class LayerNorm(nn.LayerNorm):
@@ -90,9 +114,11 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
 
 
+@VFM_TOWERS.register_module()
 class DINOVisionTransformer(nn.Module):
     """DINO's ViT backbone (no projection head); it honours
-    :class:`sfp.vfm.interface.VFMTower`.
+    :class:`sfp.vfm.interface.VFMTower` and, for the loader,
+    :class:`sfp.vfm.interface.VFMFormat` (names in :data:`DINO_MODELS`).
 
     Args:
         patch_size: pixels per patch side (8 or 16 for the released models).
@@ -107,6 +133,7 @@ class DINOVisionTransformer(nn.Module):
     num_prefix_tokens = 1
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
+    published = DINO_MODELS
 
     def __init__(self, patch_size: int = 16, width: int = 768, depth: int = 12,
                  heads: int = 12, mlp_width: int = 3072, input_resolution: int = 224,
@@ -122,6 +149,18 @@ class DINOVisionTransformer(nn.Module):
             torch.zeros(1, (input_resolution // patch_size) ** 2 + 1, width))
         self.blocks = nn.ModuleList([Block(width, heads, mlp_width, eps) for _ in range(depth)])
         self.norm = LayerNorm(width, eps=eps)
+
+    @classmethod
+    def recognises(cls, state_dict: Dict[str, torch.Tensor]) -> bool:
+        return (all(k in state_dict for k in _DINO_KEYS)
+                and not any(k in state_dict for k in _DINOV2_KEYS))
+
+    @classmethod
+    def describe(cls, state_dict: Dict[str, torch.Tensor]) -> str:
+        width = state_dict['cls_token'].shape[-1]
+        patch = state_dict['patch_embed.proj.weight'].shape[-1]
+        size = _SIZES.get(width)
+        return f'DINO ViT-{size}/{patch}' if size else f'DINO ViT (width {width}, patch {patch})'
 
     @classmethod
     def from_state_dict(cls, state_dict: Dict[str, torch.Tensor],

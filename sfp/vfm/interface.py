@@ -12,10 +12,32 @@ them), L = P + N, h = ``num_heads``, d = ``head_dim`` (h * d = C).
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Protocol, Sequence, Tuple
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class PublishedVFM:
+    """Weights a VFM's authors publish: where, and the architecture they fill.
+
+    Attributes:
+        url: the file's address (downloaded once into the cache).
+        architecture: the tower's constructor arguments for these weights (a random
+            tower of the same shape, for speed measurements, is built from them).
+        sha256: the file's digest where the authors publish one; None: recorded on first
+            download and verified on later uses (see :func:`sfp.clip.loader.cached_download`).
+    """
+
+    url: str
+    architecture: Dict[str, int] = field(default_factory=dict)
+    sha256: Optional[str] = None
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit('/', 1)[-1]
 
 
 class VFMAttention(Protocol):
@@ -72,6 +94,30 @@ class VFMTower(Protocol):
 
     def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """The last block's output after ``final_norm``, prefix tokens dropped: (B, N, C)."""
+
+
+class VFMFormat(Protocol):
+    """What a tower class offers the loader (:mod:`sfp.vfm.loader`), as class attributes
+    and classmethods; a class registered in :data:`sfp.registry.VFM_TOWERS` with these
+    is loadable by name and by file.
+
+    Attributes:
+        published: model name -> its published weights (``'dino_vitb8'`` ...).
+    """
+
+    published: Dict[str, PublishedVFM]
+
+    @classmethod
+    def recognises(cls, state_dict: Dict[str, torch.Tensor]) -> bool:
+        """Whether a state dict has this family's key names."""
+
+    @classmethod
+    def describe(cls, state_dict: Dict[str, torch.Tensor]) -> str:
+        """What a recognised state dict is, for messages ('DINO ViT-B/8')."""
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Dict[str, torch.Tensor]) -> VFMTower:
+        """A tower shaped like the state dict, its weights loaded."""
 
 
 def _members(protocol: type) -> list:
