@@ -11,7 +11,9 @@ its own last-block code.  Nothing re-implements a block loop or a method's atten
 - :func:`last_block_attention` reads a method's last-block attention weights out of the
   method's own attention code.  Every method's last-block attention is linear in its
   values V, so running it with V = the identity returns the attention matrix itself
-  (:class:`IdentityValueProbe`).
+  (:class:`IdentityValueProbe`).  A method whose attention does not come from the walk
+  alone computes it itself (:meth:`~sfp.models.MethodEncoder.attention_map`: ProxyCLIP's
+  proxy attention, from its VFM on the same crop, on the VFM's grid).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .apis import init_segmentor, prepare_image, segment_images
+from .apis import init_segmentor, method_vfm, prepare_image, segment_images
 from .models import (
                      BlockWalk,
                      LastBlockAttentionEncoder,
@@ -86,10 +88,11 @@ class LastBlockAttention:
     Attributes:
         weights: (heads, T, T) attention weights, row = query token; T = 1 + N with the
             CLS token first, or N when the method's last block attends over patches only
-            (SFP's enhancer, SC-CLIP's guided attention).  Rows are as the method computes
-            them: SCLIP sums two softmaxes (rows sum to 2), a zeroed guidance row of SFP
-            sums to less than 1.
-        grid: patch grid (rows, cols).
+            (SFP's enhancer, SC-CLIP's guided attention, ProxyCLIP's proxy attention: one
+            head, on its VFM's grid).  Rows are as the method computes them: SCLIP sums
+            two softmaxes (rows sum to 2), a zeroed guidance row of SFP sums to less than 1.
+        grid: grid (rows, cols) of the patches the weights are over: CLIP's, or a
+            method's own (ProxyCLIP: its VFM's, 2 x finer for DINO ViT-B/8).
     """
 
     weights: torch.Tensor
@@ -99,11 +102,24 @@ class LastBlockAttention:
     def has_cls(self) -> bool:
         return self.weights.shape[-1] == self.grid[0] * self.grid[1] + 1
 
-    def query_map(self, row: int, col: int) -> torch.Tensor:
-        """(rows, cols) head-averaged attention of patch (row, col) to every patch."""
+    def query_map(self, row: int, col: int,
+                  grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """(rows, cols) head-averaged attention of patch (row, col) of ``grid`` (default
+        this attention's own) to every patch, on this attention's grid.  Where that grid
+        is finer (ProxyCLIP's), the rows of the cells the patch covers are averaged."""
+        grid = grid or self.grid
         offset = int(self.has_cls)
-        query = offset + row * self.grid[1] + col
-        return self.weights.mean(0)[query, offset:].view(self.grid)
+        weights = self.weights.mean(0)
+        (r0, r1), (c0, c1) = (_covered(i, n, own) for i, n, own in
+                              zip((row, col), grid, self.grid))
+        queries = [offset + r * self.grid[1] + c for r in range(r0, r1) for c in range(c0, c1)]
+        return weights[queries, offset:].mean(0).view(self.grid)
+
+
+def _covered(index: int, count: int, own: int) -> Tuple[int, int]:
+    """Cells [start, end) of an axis of ``own`` cells that cell ``index`` of ``count``
+    cells over the same extent overlaps."""
+    return index * own // count, max(index * own // count + 1, -(-(index + 1) * own // count))
 
 
 @dataclass
@@ -121,8 +137,10 @@ class AttentionComparison:
     methods: Dict[str, LastBlockAttention]
 
     def query_maps(self, row: int, col: int) -> Dict[str, torch.Tensor]:
-        """Each method's (rows, cols) attention of patch (row, col) to every patch."""
-        return {name: attention.query_map(row, col) for name, attention in self.methods.items()}
+        """Each method's attention of patch (row, col) of :attr:`grid` to every patch, on
+        the method's own grid (see :meth:`LastBlockAttention.query_map`)."""
+        return {name: attention.query_map(row, col, self.grid)
+                for name, attention in self.methods.items()}
 
 
 def center_crop(image: torch.Tensor, size: Optional[int]) -> torch.Tensor:
@@ -218,6 +236,17 @@ def last_block_attention(encoder: MethodEncoder, walk: BlockWalk) -> torch.Tenso
                     arguments['cls'].new_zeros(()), arguments['guidance'])
 
 
+@torch.no_grad()
+def method_attention(encoder: MethodEncoder, images: torch.Tensor,
+                     walk: BlockWalk) -> LastBlockAttention:
+    """The last-block attention of the first of ``images`` (walked as ``walk``): the
+    method's own (:meth:`~sfp.models.MethodEncoder.attention_map`) where it computes it,
+    else read out of its attention code (:func:`last_block_attention`)."""
+    own = encoder.attention_map(images, walk)
+    weights, grid = own if own is not None else (last_block_attention(encoder, walk), walk.grid)
+    return LastBlockAttention(weights[0].float().cpu(), grid)
+
+
 class WalkRecorder:
     """Records what an encoder's walk does in each walked block (1..L-1): the attention
     weights and the output of the block's own ``forward_with_weights`` on the tokens the
@@ -289,7 +318,7 @@ def analyze_image(segmentor: SFPSegmentor, image_bgr: np.ndarray,
     if walk.outliers is not None:
         mitigated = encoder.mitigation(guidance, walk.outliers.mask(), grid)
         purified = guidance_similarity(mitigated, threshold)[0]
-    last = LastBlockAttention(last_block_attention(encoder, walk)[0].float().cpu(), grid)
+    last = method_attention(encoder, x, walk)
     prediction = segment_images(segmentor, [image_bgr], short_side)[0]
     return OutlierAnalysis(
         crop=_as_rgb(prepared), grid=grid,
@@ -303,15 +332,34 @@ def analyze_image(segmentor: SFPSegmentor, image_bgr: np.ndarray,
 
 def method_segmentors(methods: Sequence[str], clip_path: str = 'ViT-B/16',
                       device: Union[str, torch.device, None] = None,
-                      precision: Optional[str] = None, **kwargs) -> Dict[str, SFPSegmentor]:
+                      precision: Optional[str] = None,
+                      vfm_path: Union[str, nn.Module, None] = None,
+                      **kwargs) -> Dict[str, SFPSegmentor]:
     """A segmentor per method with the settings of its model base (see
     :func:`sfp.apis.method_defaults`), on a two-class vocabulary with one template (the
-    analysis reads image features only); ``kwargs`` go to every segmentor."""
+    analysis reads image features only); ``kwargs`` go to every segmentor.  The methods
+    that read a vision foundation model get ``vfm_path`` (default: their config's), loaded
+    once and shared."""
+    from .vfm import load_vfm
+
     settings = dict(templates=['a photo of a {}.'], text_cache=False)
     settings.update(kwargs)
-    return {method: init_segmentor(clip_path, [['background'], ['object']], device=device,
-                                   precision=precision, method=method, **settings)
-            for method in methods}
+    towers: Dict[str, nn.Module] = {}
+    built = {}
+    for method in methods:
+        extra = {}
+        default = method_vfm(method)
+        if default is not None:
+            tower = vfm_path if vfm_path is not None else default
+            if not isinstance(tower, nn.Module):
+                if str(tower) not in towers:
+                    towers[str(tower)] = load_vfm(tower)
+                tower = towers[str(tower)]
+            extra['vfm_path'] = tower
+        built[method] = init_segmentor(clip_path, [['background'], ['object']], device=device,
+                                       precision=precision, method=method,
+                                       **settings, **extra)
+    return built
 
 
 @torch.no_grad()
@@ -337,6 +385,5 @@ def compare_last_block_attention(
         prepared, x = _prepared_crop(segmentor, image_bgr, crop, short_side)
         walk = segmentor.encoder.walk(x)
         grid = walk.grid
-        weights = last_block_attention(segmentor.encoder, walk)[0]
-        methods[name] = LastBlockAttention(weights.float().cpu(), grid)
+        methods[name] = method_attention(segmentor.encoder, x, walk)
     return AttentionComparison(crop=_as_rgb(prepared), grid=grid, methods=methods)

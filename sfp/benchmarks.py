@@ -113,6 +113,7 @@ REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'naclip': _row(64.07, 34.99, 36.19, 83.03, 38.35, 25.69, 38.27, 19.05),
     'scclip': _row(64.6, 36.8, 37.7, 84.3, 40.1, 26.6, 41.0, 20.1),
     'sfp': _row(62.9, 37.2, 37.9, 84.5, 39.9, 26.4, 41.1, 20.8),
+    'proxyclip': _row(61.3, 35.3, 37.5, 80.3, 39.1, 26.5, 38.1, 20.2),
 }
 REPORTED_SOURCES: Dict[str, str] = {
     'clip': 'ClearCLIP README results image (its appendix Table 2, their implementation)',
@@ -123,6 +124,9 @@ REPORTED_SOURCES: Dict[str, str] = {
     'scclip': 'SC-CLIP paper (arXiv 2411.15869; IEEE TIP 34, 2025), Table 1, ViT-B/16, no '
               'post-processing; taken from a later paper quoting that table (average 43.9)',
     'sfp': 'SFP paper (ICCV 2025) Table 1, as quoted by later work',
+    'proxyclip': "SFP paper (ICCV 2025) Table 1's ProxyCLIP row (CLIP ViT-B/16 + DINO ViT-B/8), "
+                 "attributed to the ProxyCLIP paper (arXiv 2408.04883) Table 1; the release "
+                 'README gives no numbers (../shared/docs/VFM_METHODS.md)',
 }
 # The average each paper states, where it differs from the mean of its rounded numbers.
 STATED_AVERAGE: Dict[str, float] = {'sfp': 44.0}

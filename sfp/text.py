@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -20,7 +21,8 @@ PathLike = Union[str, Path]
 
 def parse_class_names(lines: Sequence[str], source: str = 'class names',
                       allow_duplicates: bool = False) -> List[List[str]]:
-    """One class per line, synonyms separated by commas -> list of synonym lists.
+    """One class per line, synonyms separated by commas (or semicolons, as in ProxyCLIP's
+    released files) -> list of synonym lists.
 
     Trailing blank lines are ignored; a blank line between classes or an empty synonym
     is an error naming its line, since it would silently shift every later class index.
@@ -36,7 +38,7 @@ def parse_class_names(lines: Sequence[str], source: str = 'class names',
         raise ValueError(f'{source} defines no class: expected one class name per line')
     classes = []
     for number, line in enumerate(lines, start=1):
-        names = [name.strip() for name in line.split(',')]
+        names = [name.strip() for name in re.split('[,;]', line)]
         if not any(names):
             raise ValueError(f'{source}, line {number} is empty; every line is one class '
                              f'(write its name, or synonyms separated by commas)')

@@ -9,7 +9,9 @@ import sys
 import pytest
 import torch
 
-from .conftest import CLASSNAMES, REPO, TINY_CKPT
+from .conftest import CLASSNAMES, FIXTURES, REPO, TINY_CKPT
+
+TINY_DINO = FIXTURES / 'tiny_dino_vit8.pth'
 
 
 @pytest.fixture(scope='module')
@@ -43,6 +45,27 @@ def test_benchmark_tool_reports_modes_and_pamr_cost(tmp_path):
     assert len(report['pamr']) == 1 and 'naclip+pamr vs naclip' in report['pamr'][0]
 
 
+def test_a_vfm_method_has_a_floor_of_its_own(tmp_path):
+    """ProxyCLIP's floor: CLIP and DINO on its crops (336, padded to 56); its row is
+    measured against that floor, not SFP's."""
+    out = tmp_path / 'bench.json'
+    result = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--backbone', str(TINY_CKPT), '--vfm',
+         str(TINY_DINO), '--sizes', '200x150', '--images', '1', '--image-batch', '1',
+         '--device', 'cpu', '--methods', 'proxyclip', '--no-release', '--json', str(out)],
+        capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    rows = {r['mode']: r for r in report['results']}
+    assert list(rows) == ['floor', 'floor/proxyclip', 'proxyclip']
+    assert f'VFM {TINY_DINO}' in report['setting']
+    assert rows['floor/proxyclip']['window'] == rows['proxyclip']['window'] == 'slide 336/112'
+    assert rows['floor/proxyclip']['crop_batch'] == rows['proxyclip']['crop_batch']
+    ratio = rows['proxyclip']['images_per_s'] / rows['floor/proxyclip']['images_per_s']
+    assert rows['proxyclip']['vs_floor'] == f'{ratio:.2f}'
+    assert 'vs_floor' not in rows['floor/proxyclip']
+
+
 def test_benchmark_tool_keeps_earlier_results(tmp_path):
     out = tmp_path / 'bench.json'
     out.write_text('earlier')
@@ -58,6 +81,16 @@ def test_benchmark_tool_rejects_unknown_method(benchmark, capsys):
     assert exit_info.value.code == 2 and "unknown method 'sclp'" in capsys.readouterr().err
 
 
+def test_missing_vfm_is_one_line_or_leaves_the_default_list(benchmark, capsys, tmp_path):
+    missing = tmp_path / 'dino.pth'
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(['--methods', 'proxyclip', '--vfm', str(missing)])
+    assert exit_info.value.code == 2
+    assert f'no VFM checkpoint at {missing}' in capsys.readouterr().err
+    assert benchmark.vfm_missing(str(missing), ['sfp', 'naclip+pamr']) is None
+    assert benchmark.vfm_missing(str(TINY_DINO), ['proxyclip']) is None
+
+
 def test_mode_settings_follow_the_model_bases(benchmark):
     from sfp.apis import method_defaults
     assert benchmark.parse_mode('naclip@whole+pamr') == ('naclip', True, True)
@@ -68,20 +101,26 @@ def test_mode_settings_follow_the_model_bases(benchmark):
     assert benchmark.method_settings('naclip@whole+pamr')['slide_crop'] == 0
     assert benchmark.method_settings('clearclip')['slide_crop'] == 448
     assert benchmark.method_settings('sclip+pamr')['pamr_steps'] == 10
+    assert benchmark.method_settings('proxyclip')['vfm_path'] == 'dino_vitb8'
+    assert benchmark.vfm_floor('proxyclip') == 'floor/proxyclip'
+    assert benchmark.vfm_floor('naclip+pamr') is None
+    assert 'proxyclip' in benchmark.METHODS
 
 
 # The model bases' windows on a 288x224 image: ClearCLIP's 448 crop (CLIP and MaskCLIP
 # inherit it) covers it once, the others' 224 crop twice.
 WINDOWS = dict(clip=('slide 448/224', 1), maskclip=('slide 448/224', 1),
-               clearclip=('slide 448/224', 1), **{'naclip@whole+pamr': ('whole', 1)})
+               clearclip=('slide 448/224', 1), proxyclip=('slide 336/112', 1),
+               **{'naclip@whole+pamr': ('whole', 1), 'floor/proxyclip': ('slide 336/112', 1)})
 
 
 @pytest.mark.parametrize('mode', ['floor', 'release', 'sfp', 'clip', 'maskclip', 'clearclip',
                                   'sclip', 'naclip', 'naclip+pamr', 'naclip@whole+pamr',
-                                  'scclip'])
+                                  'scclip', 'proxyclip', 'floor/proxyclip'])
 def test_every_mode_measures_on_the_tiny_model(benchmark, mode):
-    cfg = dict(mode=mode, size=(288, 224), backbone=str(TINY_CKPT), random=False,
-               device='cpu', precision='fp32', images=1, image_batch=1, crop_batch_size=None)
+    cfg = dict(mode=mode, size=(288, 224), backbone=str(TINY_CKPT), vfm=str(TINY_DINO),
+               random=False, device='cpu', precision='fp32', images=1, image_batch=1,
+               crop_batch_size=None)
     row = benchmark.measure(cfg)
     assert row['mode'] == mode and row['size'] == '288x224'
     assert (row['window'], row['crops_per_image']) == WINDOWS.get(mode, ('slide 224/112', 2))

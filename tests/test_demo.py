@@ -152,6 +152,26 @@ def test_demo_runs_a_baseline_and_names_unknown_methods(demo, tmp_path, capsys):
     assert labels.shape == (360, 480) and labels.max() <= 20
 
 
+def test_demo_runs_a_method_with_a_vision_foundation_model(demo, tmp_path, capsys):
+    from sfp.apis import init_segmentor
+    image = str(FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png')
+    dino = str(FIXTURES / 'tiny_dino_vit8.pth')
+    args = [image, '--clip-path', str(TINY_CKPT), '--device', 'cpu', '--vocab', 'road,sky,car']
+    assert demo.main(args + ['--method', 'proxyclip', '--vfm-path', dino,
+                             '--out-dir', str(tmp_path / 'p')]) == 0
+    labels = cv2.imread(str(tmp_path / 'p' / '0016E5_07959_labels.png'), cv2.IMREAD_UNCHANGED)
+    segmentor = init_segmentor(str(TINY_CKPT), 'road,sky,car', device='cpu',
+                               method='proxyclip', vfm_path=dino)
+    expected = segment_images(segmentor, [read_image(image)], 336)[0]
+    np.testing.assert_array_equal(labels, expected.pred_sem_seg.data[0].numpy())
+    assert demo.main(args + ['--method', 'proxyclip', '--vfm-path', str(tmp_path / 'no.pth'),
+                             '--out-dir', str(tmp_path / 'q')]) == 2
+    assert f'no VFM checkpoint at {tmp_path / "no.pth"}' in capsys.readouterr().err
+    assert demo.main(args + ['--vfm-path', dino, '--out-dir', str(tmp_path / 's')]) == 2
+    assert 'vfm_path is set, but SFPEncoder reads no vision foundation model' in \
+        capsys.readouterr().err
+
+
 @pytest.mark.parametrize('word,nearest', [('voc12', 'voc21'), ('ADE20K', 'ade20k'),
                                           ('cityscape', 'cityscapes')])
 def test_misspelt_preset_is_not_a_one_class_vocabulary(demo, word, nearest, capsys):

@@ -288,3 +288,30 @@ def test_enhancer_and_integrator_ablations(make_segmentor, images, enhancer, int
         patches = patches + KEEP * integrator_by_hand(last, summed)
     expected = visual.project(patches)
     assert (seg.encoder(crop).features - expected).abs().max() <= 1e-10
+
+
+
+def test_sfp_knobs_as_release_arguments_or_in_the_encoder_config():
+    """res_cls, cross_s, cross_e: the release's SFPForSegmentation arguments and SFP's
+    encoder config build the same parts (SOM's CLS weight tied to res_cls); given both,
+    the release's arguments win; cross_s / cross_e with another method are an error."""
+    base = dict(type='SFPForSegmentation', clip_path=str(TINY_CKPT),
+                name_path=[['sky'], ['tree']], device='cpu', templates=['{}'], pm='SOM')
+    release = MODELS.build(dict(base, res_cls=0.5, cross_s=2, cross_e=9))
+    config = MODELS.build(dict(base, encoder=dict(type='SFPEncoder', res_cls=0.5, cross_s=2,
+                                                  cross_e=9)))
+    both = MODELS.build(dict(base, encoder=dict(type='sfp', res_cls=0.1, cross_s=5),
+                             res_cls=0.5, cross_s=2, cross_e=9))
+    default = MODELS.build(base)
+    for seg, expected in ((release, (0.5, 3, 9)), (config, (0.5, 3, 9)), (both, (0.5, 3, 9)),
+                          (default, (0.3, 4, 10))):
+        encoder = seg.encoder
+        assert encoder.integrator.blocks == expected[1:]
+        assert encoder.integrator.cls_residual == encoder.enhancer.cls_residual == expected[0]
+        assert encoder.detector.cls_weight == 5 * expected[0]
+    # With another method res_cls still ties SOM's weight; the integrator's blocks do not exist.
+    naclip = MODELS.build(dict(base, encoder=dict(type='naclip'), purify=True, res_cls=0.2))
+    assert naclip.encoder.detector.cls_weight == 5 * 0.2
+    with pytest.raises(ValueError, match="cross_e and cross_s set, but they choose the blocks "
+                                         "of SFP's integrator; NACLIPEncoder has none"):
+        MODELS.build(dict(base, encoder=dict(type='naclip'), cross_s=3, cross_e=10))

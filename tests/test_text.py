@@ -133,3 +133,11 @@ def test_segmentor_from_a_loaded_clip_uses_the_cache_of_its_file(tiny_fp64, monk
     assert torch.equal(first.query_features, again.query_features)
     with pytest.raises(AssertionError, match='although the features were cached'):
         SFPSegmentor(tiny_fp64, **kwargs)  # a loaded model alone names no file: no cache
+
+
+def test_semicolons_separate_synonyms_too():
+    """ProxyCLIP's released class files separate background synonyms with '; '."""
+    classes = text.parse_class_names(['sky; wall;tree', 'cat, kitten'])
+    assert classes == [['sky', 'wall', 'tree'], ['cat', 'kitten']]
+    with pytest.raises(ValueError, match='line 1 has an empty synonym'):
+        text.parse_class_names(['sky;', 'cat'])

@@ -33,18 +33,20 @@ from sfp.webui import (
 from .conftest import CLASSNAMES, FIXTURES, REPO, TINY_CKPT
 
 CAMVID_IMAGE = FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png'
+TINY_DINO = FIXTURES / 'tiny_dino_vit8.pth'
 
 
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     return WebDemo(str(TINY_CKPT), device='cpu', precision='fp32',
-                   output_dir=tmp_path_factory.mktemp('webui_out'))
+                   output_dir=tmp_path_factory.mktemp('webui_out'), vfm_path=str(TINY_DINO))
 
 
 def reference_labels(image_path, settings: Settings) -> np.ndarray:
     """What sfp.apis gives for the same image and settings, from a segmentor of its own."""
+    vfm = dict(vfm_path=str(TINY_DINO)) if settings.method == 'proxyclip' else {}
     segmentor = init_segmentor(str(TINY_CKPT), parse_vocabulary(settings.vocabulary),
-                               device='cpu', precision='fp32', method=settings.method,
+                               device='cpu', precision='fp32', method=settings.method, **vfm,
                                pm=settings.pm, purify=settings.purify,
                                logit_scale=settings.logit_scale,
                                prob_thd=settings.prob_thd, area_thd=settings.area_thd or None)
@@ -166,7 +168,7 @@ def test_page_result_matches_segment_images(demo):
 
 
 @pytest.mark.parametrize('method', ['clip', 'maskclip', 'clearclip', 'sclip', 'naclip',
-                                    'scclip'])
+                                    'scclip', 'proxyclip'])
 def test_every_method_matches_segment_images(demo, method):
     settings = Settings(vocabulary='road,sky,tree,car', method=method, purify=False,
                         attention=True)
@@ -194,6 +196,27 @@ def test_vocabulary_change_reuses_the_loaded_clip(demo):
     assert second.class_names == ['sky', 'sea', 'sand'] and second.prob_thd == 0.3
     # thresholds live on the request's copy only
     assert demo.segmentor([['sky'], ['sea'], ['sand']], Settings()).prob_thd == 0
+
+
+def test_the_vfm_is_loaded_once_for_every_vocabulary(demo):
+    first = demo.segmentor([['cat'], ['dog']], Settings(method='proxyclip'))
+    second = demo.segmentor([['sky'], ['sea'], ['sand']], Settings(method='proxyclip'))
+    assert first.encoder.vfm is second.encoder.vfm is demo.vfm('proxyclip')
+    assert list(demo._vfms) == [str(TINY_DINO)] and demo.vfm('sfp') is None
+    assert first.encoder.visual is demo.clip.visual
+
+
+def test_missing_vfm_says_which_file_to_place_where(monkeypatch, isolated_cache):
+    from sfp.vfm import DINO_MODELS
+    url = 'http://127.0.0.1:9/dino/dino_vitbase8_pretrain.pth'  # refused at once
+    monkeypatch.setitem(DINO_MODELS, 'dino_vitb8', type(DINO_MODELS['dino_vitb8'])(url))
+    page = WebDemo(str(TINY_CKPT), device='cpu')
+    assert page.banner()[0] == 'warning'  # CLIP is there; the VFM is loaded when asked for
+    with pytest.raises(InputError, match='proxyclip reads a vision foundation model, which '
+                                         'could not be loaded: dino_vitb8 is not in the cache'
+                                         '.*place it at .*dino_vitbase8_pretrain.pth'):
+        page.run(str(CAMVID_IMAGE), Settings(method='proxyclip'))
+    assert page.run(str(CAMVID_IMAGE), Settings(vocabulary='road,sky')).summary
 
 
 def odd_upload(kind, folder):
@@ -307,7 +330,7 @@ def test_command_lists_the_available_methods(capsys):
     error = capsys.readouterr().err
     assert 'maskclp' in error and all(m in error for m in available_methods())
     assert set(available_methods()) == {'sfp', 'clip', 'maskclip', 'clearclip', 'sclip',
-                                        'naclip', 'scclip'}
+                                        'naclip', 'scclip', 'proxyclip'}
 
 
 def test_own_output_folder_goes_with_the_demo():

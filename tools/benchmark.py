@@ -3,9 +3,9 @@ attention weights from every block) and the floor (a plain batched forward of th
 ViT on the same crops).
 
     python tools/benchmark.py [--sizes 448x336 512x384 1120x560] [--backbone ViT-B/16]
-        [--random] [--precision fp16] [--device cuda] [--images 128] [--image-batch 16]
-        [--methods sfp clip naclip+pamr naclip@whole+pamr ...] [--no-release]
-        [--json out.json [--overwrite]]
+        [--vfm dino_vitb8] [--random] [--precision fp16] [--device cuda] [--images 128]
+        [--image-batch 16] [--methods sfp clip naclip+pamr naclip@whole+pamr ...]
+        [--no-release] [--json out.json [--overwrite]]
 
 Each method runs batched with the settings of its model base
 ``configs/_base_/models/<method>_vit-b16.py`` (window, crop and stride, thresholds),
@@ -14,8 +14,14 @@ except PAMR, which is off unless the mode says ``+pamr`` (then with the base's s
 own.  ``@whole`` encodes each image whole instead (``naclip@whole+pamr`` is NACLIP's
 released VOC setting).  The ``window`` column says what each row ran.
 
---backbone is a CLIP name or checkpoint; with --random, a published architecture with
-random weights (speed does not depend on the weights).  Each (size, mode) runs in its own
+A method that also reads a vision foundation model (ProxyCLIP) has a floor of its own,
+``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's crops
+(its window, padding included), in its crop batches; its ``vs floor`` is against that row.
+
+--backbone is a CLIP name or checkpoint, --vfm the VFM's name or checkpoint; with
+--random, published architectures with random weights (speed does not depend on the
+weights).  When the VFM cannot be had, the default method list leaves its methods out
+(with a note); asking for them is an error.  Each (size, mode) runs in its own
 process so that its peak memory is its own: GPU memory allocated by PyTorch, or the
 process's peak resident memory on the CPU.  Prints a table and writes JSON atomically
 (never over an earlier file without --overwrite).
@@ -37,7 +43,7 @@ import torch  # noqa: E402
 
 FLOOR, RELEASE = 'floor', 'release'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
-           'naclip@whole+pamr', 'scclip')
+           'naclip@whole+pamr', 'scclip', 'proxyclip')
 DEFAULT_PAMR_STEPS = 10
 CLASS_FILE = REPO / 'configs' / 'classnames' / 'cls_voc21.txt'
 
@@ -49,6 +55,28 @@ def parse_mode(mode: str) -> Tuple[str, bool, bool]:
     rest, pamr = (mode[:-len('+pamr')], True) if mode.endswith('+pamr') else (mode, False)
     method, whole = (rest[:-len('@whole')], True) if rest.endswith('@whole') else (rest, False)
     return check_method(method), whole, pamr
+
+
+def vfm_floor(mode: str) -> Optional[str]:
+    """The floor mode of a method mode that reads a VFM (``floor/<method>``), else None."""
+    from sfp.apis import method_vfm
+
+    method = parse_mode(mode)[0]
+    return f'{FLOOR}/{method}' if method_vfm(method) is not None else None
+
+
+def vfm_missing(vfm: str, modes: Sequence[str]) -> Optional[str]:
+    """Why the VFM the modes need cannot be had (None: it can, or none needs one)."""
+    from sfp.clip import CheckpointError
+    from sfp.vfm import resolve_vfm_checkpoint
+
+    if not any(vfm_floor(mode) for mode in modes):
+        return None
+    try:
+        resolve_vfm_checkpoint(vfm)
+    except CheckpointError as err:
+        return str(err)
+    return None
 
 
 def method_settings(mode: str) -> dict:
@@ -74,6 +102,9 @@ def build_segmentor(cfg: dict, **settings):
                      crop_batch_size=cfg['crop_batch_size'], templates=['a photo of a {}.'],
                      return_probs=False, text_cache=False)
     arguments.update(settings)
+    if 'vfm_path' in arguments:  # the method reads a VFM: the benchmark's
+        from sfp.vfm import random_vfm
+        arguments['vfm_path'] = random_vfm(cfg['vfm']) if cfg['random'] else cfg['vfm']
     return SFPSegmentor(backbone, name_path=str(CLASS_FILE), **arguments)
 
 
@@ -127,6 +158,20 @@ def windows_of(segmentor, height: int, width: int) -> list:
     return sliding_windows(height, width, segmentor.slide_crop, segmentor.slide_stride)
 
 
+def crops_of(segmentor, image: torch.Tensor) -> List[torch.Tensor]:
+    """The crops the segmentor encodes for a (3, H, W) image, padded as it pads them."""
+    from sfp.models import SlidingWindowLayout
+
+    if segmentor.slide_crop == 0:
+        return [image]
+    stride = segmentor.encoder.logit_stride
+    pad = segmentor.pad_crops
+    layout = SlidingWindowLayout.build(*image.shape[-2:], segmentor.slide_crop,
+                                       segmentor.slide_stride, stride,
+                                       stride if pad is True else int(pad))
+    return [layout.crop(image, r, c) for r, c, _ in layout.windows()]
+
+
 def window_label(segmentor) -> str:
     if segmentor.slide_crop == 0:
         return 'whole'
@@ -145,13 +190,16 @@ def measure(cfg: dict) -> dict:
     torch.manual_seed(0)
     device, mode = cfg['device'], cfg['mode']
     width, height = cfg['size']
+    floor_of = mode.split('/', 1)[1] if mode.startswith(f'{FLOOR}/') else None
     if mode == RELEASE:
         segmentor = build_release_segmentor(cfg)
-    else:  # the floor runs SFP's ViT on SFP's crops, in SFP's crop batches
-        segmentor = build_segmentor(cfg, **method_settings('sfp' if mode == FLOOR else mode))
+    elif mode == FLOOR:  # the floor runs SFP's ViT on SFP's crops, in SFP's crop batches
+        segmentor = build_segmentor(cfg, **method_settings('sfp'))
+    else:  # a VFM method's floor: its CLIP and VFM on its crops, in its crop batches
+        segmentor = build_segmentor(cfg, **method_settings(floor_of or mode))
     images = torch.randn(cfg['images'], 3, height, width, device=device)
     windows = windows_of(segmentor, height, width)
-    crop_size = (windows[0][1] - windows[0][0], windows[0][3] - windows[0][2])
+    crop_size = tuple(crops_of(segmentor, images[0])[0].shape[-2:])
     crop_batch = segmentor.crops_per_batch(crop_size)
     per_batch = 1 if mode == RELEASE else cfg['image_batch']
 
@@ -161,10 +209,12 @@ def measure(cfg: dict) -> dict:
         segmentor.predict(batch, samples)
 
     def run_floor(batch):
-        crops = torch.stack([img[:, y1:y2, x1:x2] for img in batch
-                             for y1, y2, x1, x2 in windows]).to(segmentor.dtype)
+        crops = torch.stack([crop for img in batch
+                             for crop in crops_of(segmentor, img)]).to(segmentor.dtype)
         for start in range(0, len(crops), crop_batch):
             segmentor.encoder.visual(crops[start:start + crop_batch])
+            if floor_of:
+                segmentor.encoder.vfm(crops[start:start + crop_batch])
 
     if mode == RELEASE:
         release_predict = release_predictor(segmentor)
@@ -172,7 +222,7 @@ def measure(cfg: dict) -> dict:
         def run(batch):
             release_predict(batch, (height, width))
     else:
-        run = run_floor if mode == FLOOR else run_batched
+        run = run_floor if mode == FLOOR or floor_of else run_batched
     with torch.no_grad():
         run(images[:per_batch])  # warm-up (kernels, allocator)
         synchronize(device)
@@ -206,9 +256,11 @@ def run_worker(cfg: dict) -> dict:
 def add_ratios(results: dict) -> None:
     """Each row's speed relative to the floor and to the release, of the same size and
     run, in images/s (in crops/s too where the crops are the floor's)."""
-    floor, release = results.get(FLOOR), results.get(RELEASE)
+    release = results.get(RELEASE)
     for mode, row in results.items():
-        if floor and mode != FLOOR:
+        floor = None if mode.startswith(FLOOR) else results.get(
+            (mode != RELEASE and vfm_floor(mode)) or FLOOR)
+        if floor:
             row['vs_floor'] = f"{row['images_per_s'] / floor['images_per_s']:.2f}"
         if release and mode != RELEASE:
             row['vs_release'] = f"{row['images_per_s'] / release['images_per_s']:.1f}x"
@@ -267,6 +319,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         default=[(448, 336), (512, 384), (1120, 560)],
                         help='input sizes after resizing, WIDTHxHEIGHT')
     parser.add_argument('--backbone', default='ViT-B/16')
+    parser.add_argument('--vfm', default='dino_vitb8',
+                        help='vision foundation model of the methods that read one: a name '
+                             '(with --random, its architecture) or a checkpoint')
     parser.add_argument('--random', action='store_true',
                         help='random weights of the --backbone architecture')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -296,13 +351,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     precision = args.precision or ('fp16' if gpu else 'fp32')
     count = args.images or (128 if gpu else 4)
     image_batch = args.image_batch or (16 if gpu else 4)
-    modes = [FLOOR] + ([] if args.no_release else [RELEASE]) + list(dict.fromkeys(args.methods))
+    methods = list(dict.fromkeys(args.methods))
+    missing = None if args.random else vfm_missing(args.vfm, methods)
+    if missing and args.methods is not parser.get_default('methods'):
+        parser.error(missing)
+    if missing:  # the default list: measure the others
+        print(f'note: leaving out {", ".join(m for m in methods if vfm_floor(m))}: {missing}',
+              file=sys.stderr)
+        methods = [m for m in methods if not vfm_floor(m)]
+    floors = [f for f in dict.fromkeys(map(vfm_floor, methods)) if f]
+    modes = [FLOOR] + ([] if args.no_release else [RELEASE]) + floors + methods
     rows, notes = [], []
     for size in args.sizes:
         results = {}
         for mode in modes:
-            cfg = dict(mode=mode, size=size, backbone=args.backbone, random=args.random,
-                       device=args.device, precision=precision, images=count,
+            cfg = dict(mode=mode, size=size, backbone=args.backbone, vfm=args.vfm,
+                       random=args.random, device=args.device, precision=precision, images=count,
                        image_batch=image_batch, crop_batch_size=args.crop_batch_size)
             results[mode] = run_worker(cfg)
             print(f"{results[mode]['size']} {mode}: {results[mode]['images_per_s']:.2f} "
@@ -311,7 +375,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows.extend(results.values())
         notes.extend(pamr_costs(results))
     device_name = torch.cuda.get_device_name() if gpu else platform.processor() or 'cpu'
-    header = (f'backbone {args.backbone}{" (random weights)" if args.random else ""}, '
+    vfm = f', VFM {args.vfm}' if floors else ''
+    header = (f'backbone {args.backbone}{vfm}{" (random weights)" if args.random else ""}, '
               f'{precision}, {args.device} ({device_name}), {count} images per measurement, '
               f'{image_batch} images per predict call')
     print(header)

@@ -5,9 +5,11 @@ from .clearclip import ClearCLIPEncoder
 from .clip import CLIPEncoder
 from .maskclip import MaskCLIPEncoder
 from .naclip import NACLIPEncoder, neighbourhood_bias
+from .proxyclip import ProxyCLIPEncoder, proxy_attention, vfm_view
 from .scclip import SCCLIPEncoder
 from .sclip import SCLIPEncoder
 from .sfp import SFPEncoder
 
-__all__ = ['CASSEncoder', 'CLIPEncoder', 'ClearCLIPEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder',
-           'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias']
+__all__ = ['CASSEncoder', 'CLIPEncoder', 'ClearCLIPEncoder', 'MaskCLIPEncoder',
+           'NACLIPEncoder', 'ProxyCLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder',
+           'neighbourhood_bias', 'proxy_attention', 'vfm_view']

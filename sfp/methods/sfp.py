@@ -14,6 +14,10 @@ from ..models.guidance import aggregate, guidance_attention, guidance_similarity
 from ..models.integrator import HierarchicalIntegrator
 from ..registry import ENCODERS
 
+#: ``enhancer`` / ``integrator`` left at this: SFP's own, built from ``res_cls``,
+#: ``cross_s`` and ``cross_e`` (None drops the part instead: an ablation).
+SFP_PART = 'sfp'
+
 
 @ENCODERS.register_module(name=['SFPEncoder', 'sfp'])
 class SFPEncoder(MethodEncoder):
@@ -31,9 +35,11 @@ class SFPEncoder(MethodEncoder):
         visual: the CLIP ViT image tower (its weights are used as they are).
         detector: outlier detector, or None to skip detection and mitigation.
         mitigation: replaces outlier tokens (default: neighbour mean).
-        enhancer: step 6 (a module or config dict), or None to skip it (an ablation).
+        enhancer: step 6 (a module or config dict), or None to skip it (an ablation);
+            by default SFP's, with ``res_cls``.
         integrator: step 8 (a module or config dict), or None to drop the hierarchical
-            branch (an ablation).
+            branch (an ablation); by default SFP's over blocks ``cross_s + 1 .. cross_e``
+            with ``res_cls``.
         detect_block: block whose output the detector reads (default L-1).
         pre_guidance_block: block of S_pre (default 9).
         post_guidance_block: block of S_post (default 4).
@@ -42,6 +48,10 @@ class SFPEncoder(MethodEncoder):
         stream_mitigation_blocks: blocks after which outliers are also detected and
             mitigated inside the forward stream, so later blocks see purified tokens
             (the paper's "at each layer"; empty = the release's behaviour).
+        res_cls: weight of the CLS residual in the enhancer and the integrator (the
+            release's ``res_cls``).
+        cross_s, cross_e: the integrator sums blocks ``cross_s + 1 .. cross_e`` (the
+            release's names).
     """
 
     purify_by_default = True
@@ -50,14 +60,21 @@ class SFPEncoder(MethodEncoder):
                  visual: VisionTransformer,
                  detector: Union[OutlierDetector, str, dict, None] = None,
                  mitigation: PartConfig = None,
-                 enhancer: PartConfig = None,
-                 integrator: PartConfig = None,
+                 enhancer: Union[PartConfig, str] = SFP_PART,
+                 integrator: Union[PartConfig, str] = SFP_PART,
                  detect_block: Optional[int] = None,
                  pre_guidance_block: int = 9,
                  post_guidance_block: int = 4,
                  similarity_threshold: float = 0.4,
                  guidance_scale: float = 3.0,
-                 stream_mitigation_blocks: Sequence[int] = ()):
+                 stream_mitigation_blocks: Sequence[int] = (),
+                 res_cls: float = 0.3,
+                 cross_s: int = 3,
+                 cross_e: int = 10):
+        if isinstance(enhancer, str) and enhancer == SFP_PART:
+            enhancer = SemanticAwareAttentionEnhancer(cls_residual=res_cls)
+        if isinstance(integrator, str) and integrator == SFP_PART:
+            integrator = HierarchicalIntegrator((cross_s + 1, cross_e), res_cls)
         enhancer = build_part(enhancer, SemanticAwareAttentionEnhancer)
         integrator = build_part(integrator, HierarchicalIntegrator)
         super().__init__(visual, detector, mitigation, detect_block, stream_mitigation_blocks,

@@ -176,6 +176,15 @@ class MethodEncoder(nn.Module):
         vector and its seeded random generator)."""
         return None
 
+    def attention_map(self, images: torch.Tensor,
+                      walk: BlockWalk) -> Optional[Tuple[torch.Tensor, Tuple[int, int]]]:
+        """The last block's attention weights (B, heads, T, T) on ``images`` and the grid
+        of their patch tokens, for a method whose attention is not computed from the walk
+        alone (ProxyCLIP's comes from its VFM's view of the images, on the VFM's grid).
+        None (the default): :func:`sfp.analysis.last_block_attention` reads it out of the
+        method's attention code."""
+        return None
+
     def _wants_attention(self, block: int) -> bool:
         if self.materialise_all_attention:
             return True

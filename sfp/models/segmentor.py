@@ -21,9 +21,7 @@ from ..text import build_query_features, load_vocabulary
 from ..vfm import load_vfm
 from .data_preprocessor import SFPDataPreProcessor
 from .detectors import build_detector
-from .enhancer import SemanticAwareAttentionEnhancer
 from .inference import SlidingWindowLayout, patch_logits
-from .integrator import HierarchicalIntegrator
 from .logit_map import LogitMap
 from .pamr import PAMR
 from .postprocess import postprocess_logit_map, postprocess_logits
@@ -75,9 +73,13 @@ class SFPSegmentor(BaseSegmentor):
             baselines (as released).
         pm: outlier detector: a registered name ('SOM', 'L2', 'LOF', ...) or a config
             dict such as ``dict(type='LOF', n_neighbors=20)``.
-        res_cls: weight of the CLS residual in SFP's rebuilt attention (also sets SOM's
-            CLS-attention weight to ``5 * res_cls``, as the release).
-        cross_s, cross_e: SFP's integrator sums blocks ``cross_s + 1 .. cross_e``.
+        res_cls, cross_s, cross_e: SFP's own knobs, its release's arguments (kept so that
+            ``SFPForSegmentation(clip_path, name_path, ..., res_cls=..., cross_s=...)``
+            and its configs work).  Configs now give them to SFP's encoder,
+            ``encoder=dict(type='SFPEncoder', res_cls=0.3, cross_s=3, cross_e=10)``; given
+            here (not None) they override those.  ``res_cls`` also sets SOM's
+            CLS-attention weight to ``5 * res_cls``, as the release ties them (for every
+            method; default 0.3); ``cross_s`` / ``cross_e`` are SFP's only.
         precision: 'fp32', 'fp16', 'bf16' or 'fp64' (default: fp16 on GPU, fp32 on CPU).
         crop_batch_size: crops encoded per forward pass, across all images of a batch;
             None sizes batches to ``memory_budget_mb`` (see :meth:`crops_per_batch`).
@@ -127,9 +129,9 @@ class SFPSegmentor(BaseSegmentor):
                  area_thd: Optional[float] = None,
                  purify: Optional[bool] = None,
                  pm: Union[str, dict] = 'SOM',
-                 res_cls: float = 0.3,
-                 cross_s: int = 3,
-                 cross_e: int = 10,
+                 res_cls: Optional[float] = None,
+                 cross_s: Optional[int] = None,
+                 cross_e: Optional[int] = None,
                  precision: Optional[str] = None,
                  crop_batch_size: Optional[int] = None,
                  memory_budget_mb: Optional[float] = None,
@@ -158,12 +160,15 @@ class SFPSegmentor(BaseSegmentor):
         encoder_type = _encoder_type(encoder)
         if purify is None:
             purify = encoder_type.purify_by_default
-        parts = dict(detector=build_detector(pm, res_cls) if purify else None)
-        if issubclass(encoder_type, SFPEncoder):
-            parts.update(enhancer=SemanticAwareAttentionEnhancer(cls_residual=res_cls),
-                         integrator=HierarchicalIntegrator((cross_s + 1, cross_e), res_cls))
-        parts.update(encoder or dict(type=SFPEncoder.__name__))
-        parts.update(encoder_cfg or {})  # e.g. integrator=None for an ablation
+        method = dict(encoder or dict(type=SFPEncoder.__name__))
+        method.update(encoder_cfg or {})  # e.g. integrator=None for an ablation
+        method.update(_release_knobs(encoder_type, res_cls=res_cls, cross_s=cross_s,
+                                     cross_e=cross_e))
+        # SOM's CLS weight is tied to SFP's res_cls (to the argument's with other methods).
+        tied = method.get('res_cls') if issubclass(encoder_type, SFPEncoder) else res_cls
+        tied_weight = {} if tied is None else dict(res_cls=tied)
+        parts = dict(detector=build_detector(pm, **tied_weight) if purify else None)
+        parts.update(method)
 
         # Text features in at least float32, then keep only the image tower.
         text_dtype = torch.promote_types(dtype, torch.float32)
@@ -402,6 +407,20 @@ def _encoder_type(encoder: Optional[dict]) -> type:
         raise ValueError(f'encoder must be a config dict with a "type" (one of '
                          f'{", ".join(sorted(ENCODERS.module_dict))}), got {encoder!r}')
     return registered_type(ENCODERS, encoder['type'], 'encoder type')
+
+
+def _release_knobs(encoder_type: type, **knobs: Optional[float]) -> dict:
+    """SFP's release arguments given to the segmentor (not None), for its encoder;
+    ``cross_s`` / ``cross_e`` given with another method are an error."""
+    given = {k: v for k, v in knobs.items() if v is not None}
+    if issubclass(encoder_type, SFPEncoder):
+        return given
+    foreign = sorted(set(given) - {'res_cls'})
+    if foreign:
+        raise ValueError(f'{" and ".join(foreign)} set, but they choose the blocks of SFP\'s '
+                         f'integrator; {encoder_type.__name__} has none (a method\'s own '
+                         f'arguments go in encoder=dict(type=..., ...))')
+    return {}
 
 
 def vfm_methods() -> List[str]:

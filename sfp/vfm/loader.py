@@ -11,6 +11,7 @@ class comes from the checkpoint's key names (the classes of
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -100,7 +101,8 @@ def build_vfm(state_dict: StateDict, source: str = 'the state dict') -> nn.Modul
                 reason = str(err).replace('\n', ' ').replace('\t', '')
                 raise CheckpointError(f'{source} looks like a {tower.describe(state_dict)} '
                                       f'checkpoint but does not fit one: {reason}') from None
-            dtype = torch.promote_types(next(iter(state_dict.values())).dtype, torch.float32)
+            dtype = functools.reduce(torch.promote_types, (
+                v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32)
             return model.to(dtype)
     if is_clip_state_dict(state_dict):
         raise CheckpointError(

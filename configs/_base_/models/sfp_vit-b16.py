@@ -3,14 +3,15 @@ model = dict(
     type='SFPSegmentor',
     clip_path='ViT-B/16',  # a model name (downloaded once, sha256-checked) or a local file
     name_path=None,
+    # SFP's own knobs (the release's names; also accepted beside pm, as the release has
+    # them): res_cls weighs the CLS residual (and SOM's CLS weight, 5 * res_cls); the
+    # hierarchical integrator sums blocks cross_s + 1 .. cross_e.
+    encoder=dict(type='SFPEncoder', res_cls=0.3, cross_s=3, cross_e=10),
     # Ablation switches, as in the release: purify=False removes outlier detection and
     # mitigation; pm picks the detector ('SOM' default, 'L2', 'LOF', 'cls_attn', 'DBSCAN'
     # ... or a dict such as dict(type='LOF', n_neighbors=20)).
     purify=True,
     pm='SOM',
-    res_cls=0.3,
-    cross_s=3,  # the hierarchical integrator sums blocks cross_s + 1 .. cross_e
-    cross_e=10,
     slide_crop=224,
     slide_stride=112,
     precision=None,  # fp16 on GPU, fp32 on CPU; 'bf16' and 'fp64' also work

@@ -1,0 +1,15 @@
+_base_ = [
+    '../_base_/models/proxyclip_vit-b16.py',
+    '../_base_/datasets/cityscapes.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_city_scapes.py (crop 224, stride 112).
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/proxyclip/cls_cityscapes.txt',
+    slide_crop=224,
+    slide_stride=112,
+)
+# Its test Resize(scale=(2048, 448)), over the dataset base's short side.
+test_pipeline = [dict(step, scale=(2048, 448)) if step.type == 'Resize' else step
+                 for step in _base_.test_pipeline]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -1,0 +1,9 @@
+_base_ = [
+    '../_base_/models/proxyclip_vit-b16.py',
+    '../_base_/datasets/voc20.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_voc20.py.
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/proxyclip/cls_voc20.txt',
+)
