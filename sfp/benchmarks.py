@@ -114,6 +114,7 @@ REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'scclip': _row(64.6, 36.8, 37.7, 84.3, 40.1, 26.6, 41.0, 20.1),
     'sfp': _row(62.9, 37.2, 37.9, 84.5, 39.9, 26.4, 41.1, 20.8),
     'proxyclip': _row(61.3, 35.3, 37.5, 80.3, 39.1, 26.5, 38.1, 20.2),
+    'cass': _row(65.8, 36.7, 37.8, 87.8, 40.2, 26.7, 39.4, 20.4),
 }
 REPORTED_SOURCES: Dict[str, str] = {
     'clip': 'ClearCLIP README results image (its appendix Table 2, their implementation)',
@@ -127,9 +128,12 @@ REPORTED_SOURCES: Dict[str, str] = {
     'proxyclip': "SFP paper (ICCV 2025) Table 1's ProxyCLIP row (CLIP ViT-B/16 + DINO ViT-B/8), "
                  "attributed to the ProxyCLIP paper (arXiv 2408.04883) Table 1; the release "
                  'README gives no numbers (../shared/docs/VFM_METHODS.md)',
+    'cass': 'CASS paper (CVPR 2025) Table 1, CLIP ViT-B/16 + DINO ViT-B/8 = the '
+            'release README\'s "Quantitative Results" image (cass/static/images/miou.png of '
+            'MICV-yonsei/MICV-yonsei.github.io@c2aa7d9)',
 }
 # The average each paper states, where it differs from the mean of its rounded numbers.
-STATED_AVERAGE: Dict[str, float] = {'sfp': 44.0}
+STATED_AVERAGE: Dict[str, float] = {'sfp': 44.0, 'cass': 44.4}
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:

@@ -263,6 +263,33 @@ def test_purification_runs_before_the_last_block():
     assert (seg.encoder(image[None, :, :224, :224]).features - plain).abs().max() > 1e-6
 
 
+def test_analysis_reads_the_attention_the_last_block_applies():
+    """``sfp.analysis`` shows CASS's last-block attention beside the other methods': the
+    weights the block applies (its output is out_proj of them times the values)."""
+    from sfp.analysis import center_crop, compare_last_block_attention, method_segmentors
+    from sfp.apis import prepare_image
+    from sfp.datasets import read_image
+    image = read_image(REPO / 'demo' / 'images' / '000000214753.jpg')
+    settings = dict(clip_path=str(TINY_CKPT), device='cpu', precision='fp64',
+                    vfm_path=str(TINY_DINO))
+    comparison = compare_last_block_attention(['naclip', 'cass'], image, **settings)
+    weights = comparison.methods['cass'].weights.double()
+    assert weights.shape == (2, 196, 196) and not comparison.methods['cass'].has_cls
+    assert (weights.sum(-1) - 1).abs().max() <= 1e-6
+    assert comparison.query_maps(7, 7)['cass'].shape == (14, 14)
+    seg = method_segmentors(['cass'], **settings)['cass']
+    crop = center_crop(prepare_image(image), 224).flip(0).double()
+    crop = ((crop - MEAN) / STD)[None]  # the analysed crop, CLIP-normalised
+    encoder = seg.encoder
+    walk = encoder.walk(crop)
+    applied, grid = encoder.attention_map(crop, walk)
+    assert grid == (14, 14) and (applied[0] - weights).abs().max() <= 1e-6
+    block = encoder.last_block
+    values = block.attn.project_v(block.ln_1(walk.tokens))[:, :, 1:]
+    features = encoder.visual.project(block.attn.merge_heads(applied @ values))
+    assert (encoder(crop).features - features).abs().max() <= 1e-12
+
+
 @pytest.mark.parametrize('benchmark', BENCHMARKS)
 def test_every_config_has_the_released_setting_and_runs(benchmark):
     cfg = config(benchmark)

@@ -14,7 +14,7 @@ except PAMR, which is off unless the mode says ``+pamr`` (then with the base's s
 own.  ``@whole`` encodes each image whole instead (``naclip@whole+pamr`` is NACLIP's
 released VOC setting).  The ``window`` column says what each row ran.
 
-A method that also reads a vision foundation model (ProxyCLIP) has a floor of its own,
+A method that also reads a vision foundation model (ProxyCLIP, CASS) has a floor of its own,
 ``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's crops
 (its window, padding included), in its crop batches; its ``vs floor`` is against that row.
 
@@ -43,7 +43,7 @@ import torch  # noqa: E402
 
 FLOOR, RELEASE = 'floor', 'release'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
-           'naclip@whole+pamr', 'scclip', 'proxyclip')
+           'naclip@whole+pamr', 'scclip', 'proxyclip', 'cass')
 DEFAULT_PAMR_STEPS = 10
 CLASS_FILE = REPO / 'configs' / 'classnames' / 'cls_voc21.txt'
 

@@ -1,4 +1,4 @@
-"""CASS (Kim et al., CVPR 2025, arXiv 2412.17156), release MICV-yonsei/CASS@228ecdd.
+"""CASS (Kim et al., CVPR 2025, arXiv 2411.17150), release MICV-yonsei/CASS@228ecdd.
 
 CASS reads DINO's last-block keys beside CLIP.  Per crop: DINO's key graph of each head is
 matched to a CLIP head by their eigenvalue spectra, reduced to a rank-10 approximation and
