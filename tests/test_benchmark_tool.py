@@ -103,6 +103,8 @@ def test_mode_settings_follow_the_model_bases(benchmark):
     assert benchmark.vfm_floor('proxyclip') == 'floor/proxyclip'
     assert benchmark.vfm_floor('naclip+pamr') is None
     assert 'proxyclip' in benchmark.METHODS
+    assert benchmark.method_settings('cass')['vfm_path'] == 'dino_vitb8'
+    assert benchmark.vfm_floor('cass') == 'floor/cass' and 'cass' in benchmark.METHODS
 
 
 # The model bases' windows on a 288x224 image: ClearCLIP's 448 crop (CLIP and MaskCLIP
@@ -116,7 +118,7 @@ WINDOWS = dict(clip=('slide 448/224', 1), maskclip=('slide 448/224', 1),
 @pytest.mark.parametrize('mode', ['floor', 'release', 'sfp', 'clip', 'maskclip', 'clearclip',
                                   'sclip', 'naclip', 'naclip+pamr', 'naclip@whole+pamr',
                                   'scclip', 'cliptrase', 'proxyclip', 'floor/proxyclip',
-                                  'resclip', 'resclip@whole'])
+                                  'resclip', 'resclip@whole', 'cass', 'floor/cass'])
 def test_every_mode_measures_on_the_tiny_model(benchmark, mode):
     cfg = dict(mode=mode, size=(288, 224), backbone=str(TINY_CKPT), vfm=str(TINY_DINO),
                random=False, device='cpu', precision='fp32', images=1, image_batch=1,

@@ -172,6 +172,24 @@ def test_demo_runs_a_method_with_a_vision_foundation_model(demo, tmp_path, capsy
         capsys.readouterr().err
 
 
+def test_demo_runs_cass_with_its_released_voc_setting(demo, tmp_path):
+    """CASS's VOC21 preset (whole image, its own thresholds and text constants) through
+    the command, as sfp.apis gives it."""
+    from sfp.apis import init_segmentor, load_preset
+    image = str(FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png')
+    dino = str(FIXTURES / 'tiny_dino_vit8.pth')
+    assert demo.main([image, '--clip-path', str(TINY_CKPT), '--device', 'cpu', '--vocab',
+                      'voc21', '--method', 'cass', '--vfm-path', dino,
+                      '--out-dir', str(tmp_path)]) == 0
+    labels = cv2.imread(str(tmp_path / '0016E5_07959_labels.png'), cv2.IMREAD_UNCHANGED)
+    preset = load_preset('voc21', 'cass')
+    assert preset.model_kwargs['slide_crop'] == 0 and preset.model_kwargs['prob_thd'] == 0.1
+    segmentor = init_segmentor(str(TINY_CKPT), 'voc21', device='cpu', method='cass',
+                               vfm_path=dino)
+    expected = segment_images(segmentor, [read_image(image)], preset.short_side)[0]
+    np.testing.assert_array_equal(labels, expected.pred_sem_seg.data[0].numpy())
+
+
 @pytest.mark.parametrize('word,nearest', [('voc12', 'voc21'), ('ADE20K', 'ade20k'),
                                           ('cityscape', 'cityscapes')])
 def test_misspelt_preset_is_not_a_one_class_vocabulary(demo, word, nearest, capsys):

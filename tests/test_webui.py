@@ -12,7 +12,7 @@ from PIL import Image
 
 from sfp import webui
 from sfp.analysis import analyze_image
-from sfp.apis import init_segmentor, resolve_vocabulary, segment_images
+from sfp.apis import init_segmentor, method_vfm, resolve_vocabulary, segment_images
 from sfp.clip import loader
 from sfp.datasets import read_image
 from sfp.visualization import add_legend, make_palette, overlay
@@ -44,7 +44,7 @@ def demo(tmp_path_factory):
 
 def reference_labels(image_path, settings: Settings) -> np.ndarray:
     """What sfp.apis gives for the same image and settings, from a segmentor of its own."""
-    vfm = dict(vfm_path=str(TINY_DINO)) if settings.method == 'proxyclip' else {}
+    vfm = dict(vfm_path=str(TINY_DINO)) if method_vfm(settings.method) else {}
     segmentor = init_segmentor(str(TINY_CKPT), parse_vocabulary(settings.vocabulary),
                                device='cpu', precision='fp32', method=settings.method, **vfm,
                                pm=settings.pm, purify=settings.purify,
@@ -168,7 +168,7 @@ def test_page_result_matches_segment_images(demo):
 
 
 @pytest.mark.parametrize('method', ['clip', 'maskclip', 'clearclip', 'sclip', 'naclip',
-                                    'scclip', 'cliptrase', 'proxyclip', 'resclip'])
+                                    'scclip', 'cliptrase', 'proxyclip', 'resclip', 'cass'])
 def test_every_method_matches_segment_images(demo, method):
     settings = Settings(vocabulary='road,sky,tree,car', method=method, purify=False,
                         attention=True)
@@ -204,6 +204,13 @@ def test_the_vfm_is_loaded_once_for_every_vocabulary(demo):
     assert first.encoder.vfm is second.encoder.vfm is demo.vfm('proxyclip')
     assert list(demo._vfms) == [str(TINY_DINO)] and demo.vfm('sfp') is None
     assert first.encoder.visual is demo.clip.visual
+
+
+def test_methods_reading_one_vfm_share_it(demo):
+    proxyclip = demo.segmentor([['cat'], ['dog']], Settings(method='proxyclip'))
+    cass = demo.segmentor([['cat'], ['dog']], Settings(method='cass'))
+    assert cass.encoder.vfm is proxyclip.encoder.vfm is demo.vfm('cass')
+    assert cass.encoder.visual is demo.clip.visual
 
 
 def test_missing_vfm_says_which_file_to_place_where(monkeypatch, isolated_cache):
@@ -280,7 +287,7 @@ def test_awkward_uploads_are_segmented(demo, tmp_path, kind, size):
 
 def test_bad_settings_are_refused(demo):
     with pytest.raises(InputError, match="method 'maskclp' is not available; choose from "
-                                         "clearclip, clip, cliptrase, maskclip, naclip, "
+                                         "cass, clearclip, clip, cliptrase, maskclip, naclip, "
                                          "proxyclip, resclip, scclip, sclip, sfp"):
         demo.run(str(CAMVID_IMAGE), Settings(method='maskclp'))
     with pytest.raises(InputError, match='detector .* is unknown'):
@@ -331,7 +338,8 @@ def test_command_lists_the_available_methods(capsys):
     error = capsys.readouterr().err
     assert 'maskclp' in error and all(m in error for m in available_methods())
     assert set(available_methods()) == {'sfp', 'clip', 'maskclip', 'clearclip', 'sclip',
-                                        'naclip', 'scclip', 'cliptrase', 'proxyclip', 'resclip'}
+                                        'naclip', 'scclip', 'cliptrase', 'proxyclip', 'resclip',
+                                        'cass'}
 
 
 def test_own_output_folder_goes_with_the_demo():

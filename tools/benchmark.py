@@ -16,7 +16,7 @@ released VOC setting, ``resclip@whole`` ResCLIP's).  ResCLIP's first-pass PAMR b
 its encoder and runs in every ResCLIP row; the PAMR column counts the final one only.
 The ``window`` column says what each row ran.
 
-A method that also reads a vision foundation model (ProxyCLIP) has a floor of its own,
+A method that also reads a vision foundation model (ProxyCLIP, CASS) has a floor of its own,
 ``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's crops
 (its window, padding included), in its crop batches; its ``vs floor`` is against that row.
 
@@ -45,7 +45,8 @@ import torch  # noqa: E402
 
 FLOOR, RELEASE = 'floor', 'release'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
-           'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole')
+           'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole',
+           'cass')
 DEFAULT_PAMR_STEPS = 10
 CLASS_FILE = REPO / 'configs' / 'classnames' / 'cls_voc21.txt'
 

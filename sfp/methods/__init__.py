@@ -1,5 +1,6 @@
 """Methods: one image encoder per method, registered in :data:`sfp.registry.ENCODERS`
 under its class name and its short name (the ``configs/<method>/`` folder)."""
+from .cass import CASSEncoder
 from .clearclip import ClearCLIPEncoder
 from .clip import CLIPEncoder
 from .cliptrase import CLIPtraseEncoder
@@ -11,6 +12,7 @@ from .scclip import SCCLIPEncoder
 from .sclip import SCLIPEncoder
 from .sfp import SFPEncoder
 
-__all__ = ['CLIPEncoder', 'CLIPtraseEncoder', 'ClearCLIPEncoder', 'MaskCLIPEncoder',
-           'NACLIPEncoder', 'ProxyCLIPEncoder', 'ResCLIPEncoder', 'SCCLIPEncoder',
-           'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias', 'proxy_attention', 'vfm_view']
+__all__ = ['CASSEncoder', 'CLIPEncoder', 'CLIPtraseEncoder', 'ClearCLIPEncoder',
+           'MaskCLIPEncoder', 'NACLIPEncoder', 'ProxyCLIPEncoder', 'ResCLIPEncoder',
+           'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias',
+           'proxy_attention', 'vfm_view']
