@@ -282,7 +282,7 @@ def test_analysis_reads_the_attention_the_last_block_applies():
     crop = ((crop - MEAN) / STD)[None]  # the analysed crop, CLIP-normalised
     encoder = seg.encoder
     walk = encoder.walk(crop)
-    applied, grid = encoder.attention_map(crop, walk)
+    applied, grid = encoder.attention_map(walk)
     assert grid == (14, 14) and (applied[0] - weights).abs().max() <= 1e-6
     block = encoder.last_block
     values = block.attn.project_v(block.ln_1(walk.tokens))[:, :, 1:]

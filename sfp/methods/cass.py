@@ -390,11 +390,10 @@ class CASSEncoder(MethodEncoder):
         window = neighbourhood_bias(walk.grid, self.gaussian_std)[1:, 1:].to(keys)
         return torch.softmax(torch.stack(graphs) + window, dim=-1), found
 
-    def attention_map(self, images: torch.Tensor,
-                      walk: BlockWalk) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        """The last block's attention (B, H, N, N) over the patches of crops (B, 3, h, w)
-        whose walk is ``walk``, each crop its own image (see :meth:`forward_with_trace`),
-        and CLIP's patch grid."""
+    def attention_map(self, walk: BlockWalk) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """The last block's attention (B, H, N, N) over the patches of the walked crops,
+        each crop its own image (see :meth:`forward_with_trace`), and CLIP's patch grid."""
+        images = walk.images
         return self._attention(images, walk, self._contexts(None, len(images)))[0], walk.grid
 
     def forward(self, images: torch.Tensor,
