@@ -85,17 +85,15 @@ class CASSTrace:
 
 
 def text_clusters(query_features: torch.Tensor, threshold: float) -> torch.Tensor:
-    """(Q,) cluster id (0..C-1) of each query: Ward linkage on cosine distances, cut at
-    ``threshold`` (scipy's ``fcluster`` with ``criterion='distance'``).
+    """(Q,) cluster id (0..C-1) of each query: Ward linkage on scikit-learn's cosine
+    distances, as the release computes them, cut at ``threshold`` (scipy's ``fcluster``
+    with ``criterion='distance'``)."""
+    from sklearn.metrics.pairwise import cosine_distances  # imported when used: heavy
 
-    The distances are scikit-learn's ``cosine_distances`` as the release computes them:
-    rows normalised, 1 - cosine clipped to [0, 2], zero diagonal."""
     x = query_features.detach().double().cpu().numpy()
     if len(x) < 2:
         return torch.zeros(len(x), dtype=torch.long)
-    x = x / np.sqrt(np.einsum('ij,ij->i', x, x))[:, None]
-    distances = np.clip(1.0 - x @ x.T, 0.0, 2.0)
-    np.fill_diagonal(distances, 0.0)
+    distances = cosine_distances(x)
     tree = linkage(squareform(distances, checks=False), method='ward')
     return torch.from_numpy(fcluster(tree, t=threshold, criterion='distance') - 1).long()
 
