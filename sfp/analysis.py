@@ -205,27 +205,22 @@ def last_block_attention(encoder: MethodEncoder, walk: BlockWalk) -> torch.Tenso
 
     - A :class:`~sfp.models.LastBlockAttentionEncoder` (CLIP's q-k, MaskCLIP's identity,
       ClearCLIP's q-q, SCLIP's q-q + k-k, NACLIP's k-k with its Gaussian bias): its
-      ``attention`` on the last block's ``ln_1`` of the walked tokens; T = 1 + N.  A
-      method whose weights read the values themselves (CLIPtrase's q-q + k-k + v-v)
-      gives them by its ``attention_weights``.
+      ``attention`` on the last block's ``ln_1`` of the walked tokens, run with the
+      identity as values; T = 1 + N.
     - An encoder whose last block is a :class:`~sfp.models.SemanticAwareAttentionEnhancer`
       (SFP's rebuilt attention, SC-CLIP's guided attention): the encoder's ``head`` runs,
       the enhancer's first call is recorded and rerun on the probe; T = N.
     - An encoder that hands out its own (its
       :meth:`~sfp.models.MethodEncoder.attention_map` is not None: ResCLIP's second
       pass, whose maps come from a first pass with the real values; ProxyCLIP's, on its
-      VFM's grid).
+      VFM's grid; CLIPtrase's, whose v-v term reads the values).
     """
     own = encoder.attention_map(walk)
     if own is not None:
         return own[0]
     if isinstance(encoder, LastBlockAttentionEncoder):
         block = encoder.last_block
-        hidden = block.ln_1(walk.tokens)
-        weights = encoder.attention_weights(block, hidden, walk.grid)
-        if weights is not None:
-            return weights
-        return encoder.attention(IdentityValueProbe(block), hidden, walk.grid)
+        return encoder.attention(IdentityValueProbe(block), block.ln_1(walk.tokens), walk.grid)
     enhancers = [m for m in encoder.modules() if isinstance(m, SemanticAwareAttentionEnhancer)]
     if not enhancers:
         raise ValueError(f'{type(encoder).__name__} has no last-block attention to read: '

@@ -106,9 +106,11 @@ class CLIPtraseEncoder(LastBlockAttentionEncoder):
         self.cls_logit_product = cls_logit_product
         self.decides_labels = vote
 
-    def attention_weights(self, block: ResidualAttentionBlock, hidden: torch.Tensor,
-                          grid: Tuple[int, int]) -> torch.Tensor:
-        return self_self_attention(*block.attn.project_qkv(hidden))
+    def attention_map(self, walk: BlockWalk) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """The last block's weights (B, heads, 1 + N, 1 + N): its v-v term reads the values,
+        so they cannot be read by running :meth:`attention` on identity values."""
+        block = self.last_block
+        return self_self_attention(*block.attn.project_qkv(block.ln_1(walk.tokens))), walk.grid
 
     def attention(self, block: ResidualAttentionBlock, hidden: torch.Tensor,
                   grid: Tuple[int, int]) -> torch.Tensor:

@@ -203,7 +203,8 @@ class MethodEncoder(nn.Module):
         """The last block's attention weights (B, heads, T, T) on a walk and the grid of
         their patch tokens, for a method that computes them beyond one attention call on
         the walked tokens (ResCLIP's second pass, whose maps come from a first pass;
-        ProxyCLIP's, from its VFM's view of the crops, on the VFM's grid).  None (the
+        ProxyCLIP's, from its VFM's view of the crops, on the VFM's grid), or whose
+        weights read the values themselves (CLIPtrase's v-v term).  None (the
         default) lets :func:`sfp.analysis.last_block_attention` read them out of the
         method's attention code."""
         return None
@@ -290,14 +291,6 @@ class LastBlockAttentionEncoder(MethodEncoder):
         """The method's attention: block ``ln_1`` output (B, 1 + N, C) -> per-head
         attention output (B, heads, 1 + N, head_dim), before out_proj."""
         raise NotImplementedError
-
-    def attention_weights(self, block: nn.Module, hidden: torch.Tensor,
-                          grid: Tuple[int, int]) -> Optional[torch.Tensor]:
-        """The (B, heads, 1 + N, 1 + N) weights of :meth:`attention`, for a method whose
-        weights read the values themselves (CLIPtrase's v-v term).  None (every other
-        method): :mod:`sfp.analysis` reads them by running :meth:`attention` with the
-        identity as values."""
-        return None
 
     def block_output(self, walk: BlockWalk) -> torch.Tensor:
         """The method's last block on the walked tokens: (B, 1 + N, C), CLS first."""
