@@ -86,3 +86,19 @@ def make_segmentor():
 def sample(logits: torch.Tensor, yx: torch.Tensor) -> torch.Tensor:
     """(Q, H, W) logits at (K, 2) pixel positions -> (K, Q)."""
     return logits[:, yx[:, 0], yx[:, 1]].t()
+
+
+def assert_batch_equals_single(segmentor, images, shapes, tol: float = 1e-12) -> None:
+    """``segmentor.predict`` on ``images`` together (outputs of ``shapes``) gives each
+    image's labels exactly as alone, and its probabilities to ``tol``."""
+    from mmseg.structures import SegDataSample
+
+    def samples(sizes):
+        return [SegDataSample(metainfo=dict(ori_shape=size)) for size in sizes]
+
+    batched = segmentor.predict(images, samples(shapes))
+    for image, shape, out in zip(images, shapes, batched):
+        single = segmentor.predict(image[None], samples([shape]))[0]
+        assert out.pred_sem_seg.data.shape == (1, *shape)
+        assert torch.equal(out.pred_sem_seg.data, single.pred_sem_seg.data)
+        assert (out.seg_logits.data - single.seg_logits.data).abs().max() <= tol

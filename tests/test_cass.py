@@ -19,10 +19,17 @@ from sfp.methods.cass import randomised_svd, text_clusters
 from sfp.models import postprocess_logits
 from sfp.vfm import DINOVisionTransformer
 
-from .conftest import FIXTURES, REPO, SHARED, TINY_CKPT, sample
+from .conftest import (
+    FIXTURES,
+    REPO,
+    SHARED,
+    TINY_CKPT,
+    TINY_DINO,
+    assert_batch_equals_single,
+    sample,
+)
 
 TOL = 1e-9
-TINY_DINO = FIXTURES / 'tiny_dino_vit8.pth'
 MEAN = torch.tensor([122.771, 116.746, 104.094], dtype=torch.float64).view(3, 1, 1)
 STD = torch.tensor([68.501, 66.632, 70.323], dtype=torch.float64).view(3, 1, 1)
 BENCHMARKS = ('voc21', 'context60', 'coco_object', 'voc20', 'context59', 'coco_stuff164k',
@@ -211,15 +218,9 @@ def test_batched_prediction_equals_single_images(sliding):
     images, shapes = batch_images(), [(250, 310), (240, 300), (200, 260)]
     sliding.crop_batch_size = 3
     try:
-        batched = sliding.predict(images, [SegDataSample(metainfo=dict(ori_shape=s))
-                                           for s in shapes])
+        assert_batch_equals_single(sliding, images, shapes)
     finally:
         sliding.crop_batch_size = None
-    for img, shape, out in zip(images, shapes, batched):
-        single = sliding.predict(img[None], [SegDataSample(metainfo=dict(ori_shape=shape))])[0]
-        assert out.pred_sem_seg.data.shape == (1, *shape)
-        assert torch.equal(out.pred_sem_seg.data, single.pred_sem_seg.data)
-        assert (out.seg_logits.data - single.seg_logits.data).abs().max() <= 1e-12
 
 
 def test_sliding_windows_follow_the_release(sliding):

@@ -19,7 +19,7 @@ from sfp.models import vote_in_regions
 from sfp.registry import ENCODERS
 from sfp.text import read_class_names
 
-from .conftest import FIXTURES, REPO, TINY_CKPT, sample
+from .conftest import FIXTURES, REPO, TINY_CKPT, assert_batch_equals_single, sample
 
 TOL = 1e-9
 # The release normalises with CLIP's 0-1 constants (the goldens: in float64).
@@ -200,12 +200,7 @@ def test_batched_prediction_equals_single_images(case_segmentors):
     seg = case_segmentors('voc21_224')
     images = batch_images()
     shapes = [(250, 310), (224, 280), (200, 260)]
-    batched = seg.predict(images, [SegDataSample(metainfo=dict(ori_shape=s)) for s in shapes])
-    for img, shape, out in zip(images, shapes, batched):
-        single = seg.predict(img[None], [SegDataSample(metainfo=dict(ori_shape=shape))])[0]
-        assert out.pred_sem_seg.data.shape == (1, *shape)
-        assert torch.equal(out.pred_sem_seg.data, single.pred_sem_seg.data)
-        assert (out.seg_logits.data - single.seg_logits.data).abs().max() <= 1e-12
+    assert_batch_equals_single(seg, images, shapes)
 
 
 def last_block_by_hand(block, tokens):

@@ -12,7 +12,7 @@ from sfp.apis import as_bgr_uint8, prepare_image, resolve_vocabulary, segment_im
 from sfp.datasets import read_image
 from sfp.visualization import make_palette
 
-from .conftest import FIXTURES, MEAN, REPO, STD, TINY_CKPT
+from .conftest import FIXTURES, MEAN, REPO, STD, TINY_CKPT, TINY_DINO
 
 
 def load_demo():
@@ -155,7 +155,7 @@ def test_demo_runs_a_baseline_and_names_unknown_methods(demo, tmp_path, capsys):
 def test_demo_runs_a_method_with_a_vision_foundation_model(demo, tmp_path, capsys):
     from sfp.apis import init_segmentor
     image = str(FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png')
-    dino = str(FIXTURES / 'tiny_dino_vit8.pth')
+    dino = str(TINY_DINO)
     args = [image, '--clip-path', str(TINY_CKPT), '--device', 'cpu', '--vocab', 'road,sky,car']
     assert demo.main(args + ['--method', 'proxyclip', '--vfm-path', dino,
                              '--out-dir', str(tmp_path / 'p')]) == 0
@@ -177,7 +177,7 @@ def test_demo_runs_cass_with_its_released_voc_setting(demo, tmp_path):
     the command, as sfp.apis gives it."""
     from sfp.apis import init_segmentor, load_preset
     image = str(FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png')
-    dino = str(FIXTURES / 'tiny_dino_vit8.pth')
+    dino = str(TINY_DINO)
     assert demo.main([image, '--clip-path', str(TINY_CKPT), '--device', 'cpu', '--vocab',
                       'voc21', '--method', 'cass', '--vfm-path', dino,
                       '--out-dir', str(tmp_path)]) == 0

@@ -13,7 +13,7 @@ from mmseg.structures import SegDataSample
 
 from sfp.models import postprocess_logits
 
-from .conftest import FIXTURES, REPO, SHARED, TINY_CKPT, sample
+from .conftest import FIXTURES, REPO, SHARED, TINY_CKPT, assert_batch_equals_single, sample
 
 TOL = 1e-9
 MEAN = torch.tensor([122.771, 116.746, 104.094], dtype=torch.float64).view(3, 1, 1)
@@ -168,12 +168,7 @@ def test_batched_prediction_equals_single_images(case_segmentors, case):
     crop, stride = seg.slide_crop, seg.slide_stride
     seg.slide_crop, seg.slide_stride = (224, 112) if crop else (0, stride)
     try:
-        batched = seg.predict(images, [SegDataSample(metainfo=dict(ori_shape=s)) for s in shapes])
-        for img, shape, out in zip(images, shapes, batched):
-            single = seg.predict(img[None], [SegDataSample(metainfo=dict(ori_shape=shape))])[0]
-            assert out.pred_sem_seg.data.shape == (1, *shape)
-            assert torch.equal(out.pred_sem_seg.data, single.pred_sem_seg.data)
-            assert (out.seg_logits.data - single.seg_logits.data).abs().max() <= 1e-12
+        assert_batch_equals_single(seg, images, shapes)
     finally:
         seg.slide_crop, seg.slide_stride = crop, stride
 

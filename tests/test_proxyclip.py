@@ -18,7 +18,15 @@ from sfp.methods import ProxyCLIPEncoder, proxy_attention
 from sfp.models import build_detector, mitigate_outliers, postprocess_logits
 from sfp.vfm import load_vfm
 
-from .conftest import FIXTURES, REPO, SHARED, TINY_CKPT, TINY_DINO, sample
+from .conftest import (
+    FIXTURES,
+    REPO,
+    SHARED,
+    TINY_CKPT,
+    TINY_DINO,
+    assert_batch_equals_single,
+    sample,
+)
 from .test_methods import SETTINGS, BaselineGolden, batch_images, config_model
 
 GOLDEN = BaselineGolden(FIXTURES / 'vfm_compact.npz')
@@ -221,12 +229,7 @@ def test_batched_prediction_equals_single_images(proxyclip):
     images = [img[:, :150, :200] for img in batch_images()[:2]] + [batch_images()[2][:, :130,
                                                                                      :150]]
     shapes = [(160, 210), (150, 200), (140, 170)]
-    batched = proxyclip.predict(images, [SegDataSample(metainfo=dict(ori_shape=s))
-                                         for s in shapes])
-    for img, shape, out in zip(images, shapes, batched):
-        single = proxyclip.predict(img[None], [SegDataSample(metainfo=dict(ori_shape=shape))])[0]
-        assert torch.equal(out.pred_sem_seg.data, single.pred_sem_seg.data)
-        assert (out.seg_logits.data - single.seg_logits.data).abs().max() <= 1e-12
+    assert_batch_equals_single(proxyclip, images, shapes)
 
 
 def test_proxy_attention_by_hand():

@@ -19,7 +19,7 @@ from sfp.methods import resclip
 from sfp.models import PAMR, postprocess_logits
 from sfp.registry import ENCODERS
 
-from .conftest import FIXTURES, REPO, SHARED, TINY_CKPT, sample
+from .conftest import FIXTURES, REPO, SHARED, TINY_CKPT, assert_batch_equals_single, sample
 from .test_methods import TOL, BaselineGolden
 
 GOLDEN = BaselineGolden(FIXTURES / 'resclip_compact.npz')
@@ -391,12 +391,7 @@ def test_batched_prediction_equals_single_images(slide_crop):
     else:
         images = [a[:, :160, :208], b[:, :160, :208], b[:, 40:216, 90:234]]
     shapes = [(250, 310), (224, 224), (200, 260)]
-    batched = seg.predict(images, [SegDataSample(metainfo=dict(ori_shape=s)) for s in shapes])
-    for img, shape, out in zip(images, shapes, batched):
-        single = seg.predict(img[None], [SegDataSample(metainfo=dict(ori_shape=shape))])[0]
-        assert out.pred_sem_seg.data.shape == (1, *shape)
-        assert torch.equal(out.pred_sem_seg.data, single.pred_sem_seg.data)
-        assert (out.seg_logits.data - single.seg_logits.data).abs().max() <= 1e-12
+    assert_batch_equals_single(seg, images, shapes)
 
 
 def test_purify_runs_and_changes_the_features(small):

@@ -30,10 +30,9 @@ from sfp.webui import (
     parse_vocabulary,
 )
 
-from .conftest import CLASSNAMES, FIXTURES, REPO, TINY_CKPT
+from .conftest import CLASSNAMES, FIXTURES, REPO, TINY_CKPT, TINY_DINO
 
 CAMVID_IMAGE = FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png'
-TINY_DINO = FIXTURES / 'tiny_dino_vit8.pth'
 
 
 @pytest.fixture(scope='module')
