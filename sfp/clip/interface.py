@@ -91,7 +91,7 @@ class VisualTower(Protocol):
         tokens."""
 
 
-def _members(protocol: type) -> list:
+def protocol_members(protocol: type) -> list:
     """The attributes and methods a protocol names."""
     methods = [name for name, value in vars(protocol).items()
                if callable(value) and (not name.startswith('_') or name == '__call__')]
@@ -104,7 +104,7 @@ def check_visual_tower(visual: nn.Module, image_size: Tuple[int, int] = (32, 48)
     for thing, protocol in [(visual, VisualTower)] + [
             (part, proto) for block in getattr(visual, 'blocks', [])
             for part, proto in ((block, Block), (getattr(block, 'attn', None), Attention))]:
-        missing = [name for name in _members(protocol) if not hasattr(thing, name)]
+        missing = [name for name in protocol_members(protocol) if not hasattr(thing, name)]
         if missing:
             raise TypeError(f'{type(thing).__name__} does not honour {protocol.__name__}: '
                             f'no {", ".join(missing)}')

@@ -99,6 +99,14 @@ def file_sha256(path: Union[str, Path]) -> str:
     return digest.hexdigest()
 
 
+def looks_like_path(name: str) -> bool:
+    """Whether a missing checkpoint argument was meant as a file (a weights suffix, a path
+    start, or an existing parent folder) rather than a model name."""
+    path = Path(name).expanduser()
+    return (path.suffix in ('.pt', '.pth', '.bin', '.safetensors') or name[:1] in './~'
+            or (path.parent != Path('.') and path.parent.is_dir()))
+
+
 def checkpoint_sha256(name_or_path: Union[str, Path]) -> Optional[str]:
     """The sha256 of the weights an OpenAI model name stands for (the published one) or of
     a local file; None for anything else (hub names, folders, missing files)."""
@@ -208,10 +216,7 @@ def resolve_checkpoint(name_or_path: Union[str, Path], download_root: Optional[U
     if path.exists():
         raise CheckpointNotFoundError(f'{path} is not a file or folder (a CLIP checkpoint was '
                                       f'expected)')
-    looks_like_path = (path.suffix in ('.pt', '.pth', '.bin', '.safetensors')
-                       or name[:1] in './~'
-                       or (path.parent != Path('.') and path.parent.is_dir()))
-    if looks_like_path:
+    if looks_like_path(name):
         raise CheckpointNotFoundError(
             f'no checkpoint at {path.resolve()}. Pass an existing file (TorchScript archive '
             f'or state dict with OpenAI key names), a Hugging Face or open_clip folder, '

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..clip.model import resize_patch_pos_embed
+from ..clip.model import LayerNorm, resize_patch_pos_embed
 from ..registry import VFM_TOWERS
 from .interface import PublishedVFM
 
@@ -47,15 +47,6 @@ _DINO_KEYS = ('cls_token', 'pos_embed', 'patch_embed.proj.weight', 'blocks.0.att
               'norm.weight')
 _DINOV2_KEYS = ('blocks.0.ls1.gamma', 'register_tokens', 'mask_token')
 _SIZES = {384: 'S', 768: 'B', 1024: 'L'}
-
-
-class LayerNorm(nn.LayerNorm):
-    """LayerNorm computed in at least float32, then cast back (half-precision towers)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        compute = torch.promote_types(x.dtype, torch.float32)
-        return F.layer_norm(x.to(compute), self.normalized_shape, self.weight.to(compute),
-                            self.bias.to(compute), self.eps).to(x.dtype)
 
 
 class Attention(nn.Module):

@@ -18,6 +18,8 @@ from typing import Dict, Optional, Protocol, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..clip.interface import protocol_members
+
 
 @dataclass(frozen=True)
 class PublishedVFM:
@@ -120,12 +122,6 @@ class VFMFormat(Protocol):
         """A tower shaped like the state dict, its weights loaded."""
 
 
-def _members(protocol: type) -> list:
-    methods = [name for name, value in vars(protocol).items()
-               if callable(value) and (not name.startswith('_') or name == '__call__')]
-    return list(protocol.__annotations__) + methods
-
-
 def check_vfm_tower(tower: nn.Module, image_size: Tuple[int, int] = (40, 56)) -> None:
     """Raise TypeError if ``tower`` lacks a name of :class:`VFMTower` (or of its blocks
     and attentions), ValueError if a method returns the wrong shape."""
@@ -133,7 +129,7 @@ def check_vfm_tower(tower: nn.Module, image_size: Tuple[int, int] = (40, 56)) ->
         (part, proto) for block in getattr(tower, 'blocks', [])
         for part, proto in ((block, VFMBlock), (getattr(block, 'attn', None), VFMAttention))]
     for thing, protocol in parts:
-        missing = [name for name in _members(protocol) if not hasattr(thing, name)]
+        missing = [name for name in protocol_members(protocol) if not hasattr(thing, name)]
         if missing:
             raise TypeError(f'{type(thing).__name__} does not honour {protocol.__name__}: '
                             f'no {", ".join(missing)}')

@@ -21,7 +21,13 @@ from torch import nn
 from ..benchmarks import did_you_mean
 from ..clip.errors import CheckpointError, CheckpointNotFoundError, UnknownModelError
 from ..clip.formats import is_clip_state_dict, read_state_dict
-from ..clip.loader import available_models, cache_dir, cached_download, precision_dtype
+from ..clip.loader import (
+    available_models,
+    cache_dir,
+    cached_download,
+    looks_like_path,
+    precision_dtype,
+)
 from ..registry import VFM_TOWERS
 from .interface import PublishedVFM
 
@@ -72,10 +78,7 @@ def resolve_vfm_checkpoint(name_or_path: Union[str, Path],
         raise CheckpointNotFoundError(
             f'{path} is a folder; vfm_path takes one weights file ({_VFM_FILE_EXAMPLE}) or a '
             f'name: {", ".join(published)}')
-    looks_like_path = (path.suffix in ('.pt', '.pth', '.bin', '.safetensors')
-                       or name[:1] in './~'
-                       or (path.parent != Path('.') and path.parent.is_dir()))
-    if looks_like_path:
+    if looks_like_path(name):
         raise CheckpointNotFoundError(
             f'no VFM checkpoint at {path.resolve()}. Pass an existing file '
             f'({_VFM_FILE_EXAMPLE}) or one of {", ".join(published)} to download it into '
