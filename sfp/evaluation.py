@@ -2,33 +2,59 @@
 from __future__ import annotations
 
 import ast
+import copy
 import csv
+import datetime
 import functools
 import inspect
 import io
 import json
+import logging
 import math
 import os
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+import cv2
+import numpy as np
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.dist import get_rank
+from mmengine.dist import barrier, broadcast_object_list, get_rank, get_world_size
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
+from mmengine.runner import Runner, TestLoop, autocast
+from mmengine.visualization import LocalVisBackend
+from mmengine.visualization.vis_backend import force_init_env
+from mmseg.registry import LOOPS, VISBACKENDS
 
 from .benchmarks import PAPER_BENCHMARKS, REPORTED_TABLES, config_stem, did_you_mean
-from .clip.loader import checkpoint_sha256
+from .clip import CheckpointError
+from .clip.formats import is_clip_state_dict, read_checkpoint, read_state_dict
+from .clip.loader import available_models, checkpoint_sha256, resolve_checkpoint
 from .datasets import check_dataset_config, check_dataset_files
 from .protocols import Protocol, apply_protocol, load_protocol, protocol_root
-from .utils import atomic_write_text
+from .record import (
+    RESULT_FILE,
+    EvaluationRecord,
+    RecordMismatchError,
+    RecordWriter,
+    file_digest,
+    fingerprint,
+    image_keys,
+    ordered_results,
+)
+from .utils import atomic_write_png, atomic_write_text
+from .vfm.loader import available_vfms, build_vfm, resolve_vfm_checkpoint
 
 PathLike = Union[str, Path]
 METRICS_FILE = 'metrics.json'
 # Evaluation logs progress about this many times per run.
 PROGRESS_LINES = 10
+# Model arguments ending in _path with these suffixes name text files, not weights.
+TEXT_SUFFIXES = ('.txt', '.json', '.yaml', '.csv')
 
 
 class OutputExistsError(FileExistsError):
@@ -87,7 +113,7 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
                       show_dir: Optional[str] = None, out_dir: Optional[str] = None,
                       overwrite: bool = False,
                       protocol: Union[str, Path, Protocol, None] = None,
-                      vfm_path: Optional[str] = None) -> Config:
+                      vfm_path: Optional[str] = None, resume: bool = True) -> Config:
     """Load a config and apply the command-line overrides of tools/test.py.
 
     In order: the config, the ``protocol`` (a name, a protocol file or a
@@ -95,7 +121,9 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     ``data_root``, ``clip_path`` and ``vfm_path``.  ``vfm_path`` applies to a config whose
     method reads a vision foundation model (its model names one) and is ignored by the
     others, so one launch can give it to every method.  A protocol's runs default to the
-    work dir ``work_dirs/<protocol>/<config name>``.
+    work dir ``work_dirs/<protocol>/<config name>``.  ``show_dir`` / ``out_dir`` that
+    already hold files are refused unless ``overwrite``, or ``resume`` and the work dir's
+    record was made with them.
 
     Catches, before anything is built, what would otherwise fail deep inside the Runner:
     a model argument the segmentor does not take, and ``--launcher pytorch`` outside
@@ -132,6 +160,7 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     # The weights the setting names, before --clip-path: the summary says when a run used
     # others (random test weights, say), whose numbers mean nothing beside reported ones.
     cfg.setting_clip_path = cfg.model.get('clip_path')
+    cfg.setting_weights = weights_arguments(cfg.model)
     if clip_path:
         cfg.model.clip_path = clip_path
     if vfm_path and 'vfm_path' in cfg.model:
@@ -139,13 +168,19 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
     check_model_arguments(cfg.model)
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(
         protocol_root('work_dirs', cfg.protocol) / config.stem)
-    _refuse_to_overwrite(show_dir, '--show-dir', overwrite)
-    _refuse_to_overwrite(out_dir, '--out', overwrite)
+    # Folders a resumed run goes on writing to are its own, not an earlier run's.
+    cfg.outputs = {option: folder and str(Path(folder).resolve())
+                   for option, folder in (('--out', out_dir), ('--show-dir', show_dir))}
+    recorded = (EvaluationRecord(cfg.work_dir).setup or {}).get('outputs', {}) \
+        if resume else {}
+    for option, folder in cfg.outputs.items():
+        _refuse_to_overwrite(folder, option,
+                             overwrite or (folder and recorded.get(option) == folder))
     if show_dir:
         cfg.default_hooks.visualization.update(draw=True, interval=1)
         cfg.visualizer.save_dir = show_dir
-    if out_dir:
-        cfg.test_evaluator.update(output_dir=out_dir, keep_results=True)
+        cfg.visualizer.vis_backends = [dict(type='AtomicLocalVisBackend')]
+    cfg.test_cfg = dict(cfg.get('test_cfg') or {}, type='RecordedTestLoop', out_dir=out_dir)
     return cfg
 
 
@@ -198,18 +233,24 @@ def check_model_arguments(model_cfg: dict) -> None:
                              f'{did_you_mean(key, valid)}; valid: {", ".join(valid)}')
 
 
-def check_test_data(cfg: Config) -> int:
-    """Fail early, with the expected layout, on a wrong data root or a missing file.
-
-    Returns the number of images.
-    """
+def test_dataset(cfg: Config):
+    """The config's test dataset, built; a wrong data root or a missing file fails here
+    with the expected layout."""
     dataset_cfg = cfg.test_dataloader.dataset
     check_dataset_config(dataset_cfg)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     from mmseg.registry import DATASETS
     dataset = DATASETS.build(dataset_cfg)
     check_dataset_files(dataset)
-    return len(dataset)
+    return dataset
+
+
+def check_test_data(cfg: Config) -> int:
+    """Fail early, with the expected layout, on a wrong data root or a missing file.
+
+    Returns the number of images.
+    """
+    return len(test_dataset(cfg))
 
 
 def progress_interval(num_images: int, batch_size: int, world_size: int) -> int:
@@ -218,39 +259,296 @@ def progress_interval(num_images: int, batch_size: int, world_size: int) -> int:
     return max(1, batches // PROGRESS_LINES)
 
 
-def run_test(cfg: Config) -> Dict[str, float]:
-    """Evaluate with mmengine's Runner; write the metrics JSON of this run.
+def weights_arguments(model_cfg: dict) -> Dict[str, str]:
+    """The model arguments that name weights: every ``*_path`` argument with a value other
+    than a text file (``name_path``'s class file) -- ``clip_path``, ``vfm_path``, and any
+    later one such as ``sam_path``."""
+    return {key: value for key, value in model_cfg.items()
+            if key.endswith('_path') and isinstance(value, str)
+            and Path(value).suffix not in TEXT_SUFFIXES}
 
-    The metrics go to ``<work_dir>/<timestamp>/metrics.json`` (one per run, never
-    overwritten) and ``<work_dir>/metrics.json`` (the latest run), both atomically.
+
+def _check_weights_file(argument: str, value: str) -> Optional[Path]:
+    """The weights file of one argument, resolved as the model will (names are downloaded
+    into the cache), and checked to be the kind of model the argument takes: a swapped
+    CLIP / VFM file is one line here, before anything else starts.  None: a name whose
+    digest is published (nothing to read)."""
+    if argument == 'clip_path':
+        if value in available_models():
+            return None
+        path = resolve_checkpoint(value)
+        if not value.startswith('hf-hub:'):
+            read_checkpoint(path)  # refuses a VFM (or anything else) given as CLIP
+        return path
+    if argument == 'vfm_path' or value in available_vfms():
+        path = resolve_vfm_checkpoint(value)
+        if value not in available_vfms():
+            build_vfm(read_state_dict(path), str(path))  # refuses a CLIP given as VFM
+        return path
+    path = Path(value).expanduser()
+    if not path.is_file():
+        return None  # a name another loader resolves
+    if is_clip_state_dict(read_state_dict(path)):
+        raise CheckpointError(f'{path} is a CLIP checkpoint, given as {argument}: give it '
+                              f'as clip_path, and as {argument} the weights it names')
+    return path
+
+
+def weights_files(model_cfg: dict) -> Dict[str, Dict[str, Optional[str]]]:
+    """Every weights argument of a model (:func:`weights_arguments`) as the run records
+    it: ``{argument: {'name': given, 'file': resolved file, 'sha256': its digest}}``.
+
+    Checks each file first (:func:`_check_weights_file`); raises CheckpointError or
+    FileNotFoundError with one line naming the argument's file.
+    """
+    files = {}
+    for argument, value in weights_arguments(model_cfg).items():
+        path = _check_weights_file(argument, value)
+        digest = checkpoint_sha256(value) if path is None else file_digest(path)
+        files[argument] = dict(name=value, file=None if path is None else str(path.resolve()),
+                               sha256=digest)
+    return files
+
+
+class EvaluationRunner(Runner):
+    """mmengine's Runner whose console shows errors only, unless the config says
+    ``verbose=True``: the environment, the config, mmengine's warnings and its progress
+    lines go to the log file (``<work_dir>/<timestamp>/<timestamp>.log``) either way."""
+
+    def build_logger(self, *args, **kwargs) -> MMLogger:
+        logger = super().build_logger(*args, **kwargs)
+        if not self.cfg.get('verbose'):
+            for handler in logger.handlers:
+                if not isinstance(handler, logging.FileHandler):
+                    handler.setLevel(logging.ERROR)
+        return logger
+
+
+@VISBACKENDS.register_module()
+class AtomicLocalVisBackend(LocalVisBackend):
+    """mmengine's LocalVisBackend writing each image atomically, one file per image named
+    after it (``--show-dir``): a killed or resumed run leaves whole files and no repeats."""
+
+    @force_init_env
+    def add_image(self, name: str, image: np.ndarray, step: int = 0, **kwargs) -> None:
+        atomic_write_png(Path(self._img_save_dir) / f'{name}.png',
+                         cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+@LOOPS.register_module()
+class RecordedTestLoop(TestLoop):
+    """mmengine's TestLoop over the images the work dir's record lacks (:mod:`sfp.record`).
+
+    Each image's metric results go to the record (durably, in small groups) instead of
+    staying in memory; the metrics are computed from the whole record, in the dataset's
+    order, on rank 0.  ``out_dir``: each prediction as a label-map PNG, written atomically.
+    """
+
+    def __init__(self, runner, dataloader: dict, evaluator, fp16: bool = False,
+                 out_dir: Optional[str] = None):
+        from mmseg.registry import DATASETS
+
+        self.record = EvaluationRecord(runner.work_dir)
+        dataloader = copy.deepcopy(dataloader)
+        dataset = DATASETS.build(dataloader['dataset'])
+        self.keys = image_keys(dataset)
+        self.root = dataset.data_root or ''
+        pending = [None]
+        if get_rank() == 0:
+            done = self.record.read(repair=True)
+            pending = [[i for i, key in enumerate(self.keys) if key not in done]]
+        broadcast_object_list(pending)
+        self.restored = len(self.keys) - len(pending[0])
+        dataloader['dataset'] = dataset.get_subset(pending[0])
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self.out_dir = out_dir
+        self.evaluated = 0
+
+    def run(self) -> dict:
+        self.runner.call_hook('before_test')
+        self.runner.call_hook('before_test_epoch')
+        self.runner.model.eval()
+        self.writer = RecordWriter(self.record.folder, self.runner.timestamp, get_rank())
+        progress = Progress(len(self.keys), self.restored,
+                            self.dataloader.batch_size * get_world_size(),
+                            len(self.dataloader))
+        for idx, data_batch in enumerate(self.dataloader):
+            self.run_iter(idx, data_batch)
+            progress.update(idx + 1)
+        self.writer.flush()
+        barrier()
+        metrics = [self.compute_metrics() if get_rank() == 0 else None]
+        broadcast_object_list(metrics)
+        self.runner.call_hook('after_test_epoch', metrics=metrics[0])
+        self.runner.call_hook('after_test')
+        return metrics[0]
+
+    @torch.no_grad()
+    def run_iter(self, idx: int, data_batch: dict) -> None:
+        self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=data_batch)
+        with autocast(enabled=self.fp16):
+            outputs = self.runner.model.test_step(data_batch)
+        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+        if self.out_dir:
+            for sample in outputs:
+                write_label_map(sample, self.out_dir)
+        self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=data_batch,
+                              outputs=outputs)
+        per_metric = []
+        for metric in self.evaluator.metrics:  # the results this batch added, one per image
+            per_metric.append(metric.results[:] or [None] * len(outputs))
+            metric.results.clear()
+        for i, sample in enumerate(outputs):
+            key = os.path.relpath(sample.img_path, self.root) if self.root else sample.img_path
+            self.writer.add(key, [results[i] for results in per_metric])
+        self.evaluated += len(outputs)
+
+    def compute_metrics(self) -> Dict[str, float]:
+        """Every metric over the whole record, the images in the dataset's order."""
+        results = ordered_results(self.record.read(), self.keys)
+        metrics = {}
+        for i, metric in enumerate(self.evaluator.metrics):
+            values = metric.compute_metrics([image[i] for image in results])
+            metrics.update({f'{metric.prefix}/{k}' if metric.prefix else k: v
+                            for k, v in values.items()})
+        return metrics
+
+
+def write_label_map(sample, out_dir: PathLike) -> None:
+    """A prediction as mmseg's ``IoUMetric(output_dir=...)`` saves it (``<image name>.png``,
+    the dataset's labels), written atomically."""
+    labels = sample.pred_sem_seg.data.squeeze().cpu().numpy()
+    if sample.get('reduce_zero_label', False):
+        labels = labels + 1
+    name = Path(sample.img_path).stem
+    atomic_write_png(Path(out_dir) / f'{name}.png', labels.astype(np.uint8))
+
+
+class Progress:
+    """Images done out of the total (those restored from the record included), printed
+    by rank 0 about PROGRESS_LINES times a run, with the rate and the time left."""
+
+    def __init__(self, total: int, restored: int, images_per_batch: int, batches: int):
+        self.total, self.restored, self.per_batch = total, restored, images_per_batch
+        self.batches = batches
+        self.every = max(1, batches // PROGRESS_LINES)
+        self.start = time.monotonic()
+        if restored:
+            self.show(f'{restored}/{total} images restored from the record; evaluating '
+                      f'the other {total - restored}')
+
+    def update(self, batches_done: int) -> None:
+        if batches_done % self.every and batches_done != self.batches:
+            return
+        evaluated = min(self.total - self.restored, batches_done * self.per_batch)
+        rate = evaluated / max(time.monotonic() - self.start, 1e-9)
+        left = (self.total - self.restored - evaluated) / rate if rate else 0
+        self.show(f'{self.restored + evaluated}/{self.total} images, {rate:.2f} images/s, '
+                  f'{datetime.timedelta(seconds=round(left))} left')
+
+    @staticmethod
+    def show(text: str) -> None:
+        if get_rank() == 0:
+            print(text, flush=True)
+
+
+def run_test(cfg: Config, resume: bool = True, verbose: bool = False) -> Dict[str, float]:
+    """Evaluate with mmengine's Runner, resuming from the work dir's per-image record.
+
+    Before the Runner starts, the data and every weights file are checked (one line for a
+    wrong root or a swapped file), and the record is opened: with ``resume`` (the
+    default), images it holds are not evaluated again, a record of another setup is a
+    :class:`~sfp.record.RecordMismatchError`, and a finished record's metrics are
+    returned at once; without it, an earlier record is set aside (``record-<time>``) and
+    a new one begun.  The metrics go to ``<work_dir>/<timestamp>/metrics.json`` (one per
+    run, never overwritten) and ``<work_dir>/metrics.json`` (the latest run), atomically.
+    ``verbose``: mmengine's environment and config dump on the console too.
     """
     if 'custom_imports' in cfg:
         from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)
-    num_images = check_test_data(cfg)
+    dataset = test_dataset(cfg)
+    keys = image_keys(dataset)
+    weights = weights_files(cfg.model)
+    record = EvaluationRecord(cfg.work_dir)
+    rank = int(os.environ.get('RANK', 0)) if cfg.launcher != 'none' else 0
+    stored = record.setup
+    outputs = cfg.get('outputs', {})
+    if stored is not None and resume:
+        record.check(fingerprint(cfg, weights, keys))
+        _check_outputs(record, stored, outputs)
+        if record.result is not None:
+            return _finished(cfg, record, rank)
+    elif stored is not None and rank == 0:
+        print(f'--no-resume: the earlier record is kept as {record.set_aside()}')
+    if rank == 0 and (stored is None or not resume):
+        record.create(fingerprint(cfg, weights, keys), outputs, len(keys))
     world_size = int(os.environ.get('WORLD_SIZE', 1)) if cfg.launcher != 'none' else 1
     cfg.default_hooks.logger.interval = progress_interval(
-        num_images, cfg.test_dataloader.get('batch_size', 1), world_size)
+        len(keys), cfg.test_dataloader.get('batch_size', 1), world_size)
+    cfg.test_cfg = dict(cfg.get('test_cfg') or {}, type='RecordedTestLoop')
+    cfg.verbose = verbose
     if (cfg.launcher == 'pytorch' and not torch.cuda.is_available()
             and not torch.distributed.is_initialized()):
         # mmengine's launcher pins a CUDA device per process; on CPUs start gloo here.
         torch.distributed.init_process_group(backend='gloo')
-    runner = Runner.from_cfg(cfg)
+    with warnings.catch_warnings():
+        if not verbose:  # mmseg's note that --show-dir was not given
+            warnings.filterwarnings('ignore', 'The draw is False')
+        runner = EvaluationRunner.from_cfg(cfg)
     metrics = runner.test()
     if get_rank() == 0:
-        record = dict(config=str(cfg.filename), protocol=cfg.get('protocol'),
-                      dataset=cfg.test_dataloader.dataset.type,
-                      data_root=str(cfg.test_dataloader.dataset.data_root),
-                      clip_path=str(cfg.model.get('clip_path')),
-                      setting_clip_path=str(cfg.get('setting_clip_path',
-                                                    cfg.model.get('clip_path'))),
-                      num_images=num_images,
-                      timestamp=runner.timestamp,
-                      metrics={k: float(v) for k, v in metrics.items()})
-        text = json.dumps(record, indent=2) + '\n'
+        summary = dict(config=str(cfg.filename), protocol=cfg.get('protocol'),
+                       dataset=cfg.test_dataloader.dataset.type,
+                       data_root=str(cfg.test_dataloader.dataset.data_root),
+                       clip_path=str(cfg.model.get('clip_path')),
+                       setting_clip_path=str(cfg.get('setting_clip_path',
+                                                     cfg.model.get('clip_path'))),
+                       weights=weights,
+                       setting_weights=cfg.get('setting_weights', {}),
+                       num_images=len(keys),
+                       timestamp=runner.timestamp,
+                       metrics={k: float(v) for k, v in metrics.items()})
+        text = json.dumps(summary, indent=2) + '\n'
         atomic_write_text(Path(cfg.work_dir) / runner.timestamp / METRICS_FILE, text)
         atomic_write_text(Path(cfg.work_dir) / METRICS_FILE, text)
+        atomic_write_text(record.folder / RESULT_FILE, text)
+        loop = runner.test_loop
+        print(f'{result_line(summary["metrics"])} over {len(keys)} images ({loop.restored} '
+              f'from the record, {len(keys) - loop.restored} evaluated now); written: '
+              f'{Path(cfg.work_dir) / METRICS_FILE}', flush=True)
     return metrics
+
+
+def result_line(metrics: Dict[str, float]) -> str:
+    """'mIoU 12.34, mAcc 20.00, aAcc 50.00'."""
+    return ', '.join(f'{k} {v:.2f}' for k, v in metrics.items())
+
+
+def _check_outputs(record: EvaluationRecord, stored: dict,
+                   outputs: Dict[str, Optional[str]]) -> None:
+    """Resuming with --out / --show-dir needs the folder the recorded images went to."""
+    for option, folder in outputs.items():
+        earlier = stored.get('outputs', {}).get(option)
+        if folder and folder != earlier and record.done():
+            raise RecordMismatchError(
+                f'{record.folder} holds images evaluated '
+                f'{f"with {option} {earlier}" if earlier else f"without {option}"}, whose '
+                f'outputs would be missing from {folder}: give the same {option}, or pass '
+                f'--no-resume to evaluate every image again')
+
+
+def _finished(cfg: Config, record: EvaluationRecord, rank: int) -> Dict[str, float]:
+    """A finished record's metrics, printed at once (and restored as the work dir's
+    metrics.json if that is gone)."""
+    result = record.result
+    if rank == 0:
+        latest = Path(cfg.work_dir) / METRICS_FILE
+        if not latest.is_file():
+            atomic_write_text(latest, json.dumps(result, indent=2) + '\n')
+        print(f'{result_line(result["metrics"])} over {result["num_images"]} images: '
+              f'already evaluated ({record.folder}; --no-resume evaluates again)', flush=True)
+    return result['metrics']
 
 
 Record = Dict[str, object]

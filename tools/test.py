@@ -4,6 +4,8 @@ Examples:
     python tools/test.py configs/sfp/sfp_vit-b16_voc21.py --data-root data/VOCdevkit/VOC2012
     python tools/test.py configs/naclip/naclip_vit-b16_voc21.py --protocol paper
     torchrun --nproc_per_node=8 tools/test.py configs/sfp/sfp_vit-b16_ade20k.py --launcher pytorch
+
+A run killed part-way goes on where it stopped when run again (see docs/evaluate.md).
 """
 import argparse
 import sys
@@ -33,6 +35,14 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='save predicted label maps (PNG) here')
     parser.add_argument('--overwrite', action='store_true',
                         help='allow --show-dir/--out folders that already hold files')
+    parser.add_argument('--resume', action=argparse.BooleanOptionalAction, default=True,
+                        help="go on from the work dir's per-image record (the default): "
+                             "only images not yet recorded are evaluated, and a finished "
+                             "run prints its metrics at once; --no-resume sets the record "
+                             "aside (kept as record-<time>) and evaluates every image")
+    parser.add_argument('--verbose', action='store_true',
+                        help="also print mmengine's environment and config dump and its "
+                             "log lines (always in <work-dir>/<timestamp>/*.log)")
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help="override config entries, e.g. model.pm=LOF or "
                              "\"model.pm={'type':'LOF','n_neighbors':20}\"")
@@ -62,8 +72,8 @@ def main(argv=None) -> int:
                                 cfg_options=parse_cfg_options(args.cfg_options),
                                 launcher=args.launcher, show_dir=args.show_dir,
                                 out_dir=args.out, overwrite=args.overwrite,
-                                protocol=args.protocol)
-        run_test(cfg)
+                                protocol=args.protocol, resume=args.resume)
+        run_test(cfg, resume=args.resume, verbose=args.verbose)
     except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
         print(f'error: {user_message(err)}', file=sys.stderr)
         return 2
