@@ -3,6 +3,8 @@
 # benchmark after another; then print and save the summary table. Without CUDA the
 # processes run on the CPU and talk over gloo.
 #   bash distribute_test.sh [extra tools/test.py options]
+# Run again after a kill (on any number of GPUs), it finishes only what is missing
+# (--no-resume: everything afresh).
 # Environment: GPUS (processes per node; default: all visible GPUs, at least 1), NNODES (1),
 #              NODE_RANK (0), MASTER_ADDR (127.0.0.1), MASTER_PORT (29500), BENCHMARKS
 #              (subset), DATA_DIR, CLIP_PATH, VFM_PATH, WORK_DIR, METHODS, PROTOCOL

@@ -2,6 +2,8 @@
 # Evaluate on all eight benchmarks: one run per GPU in parallel when several GPUs are
 # visible, one after another otherwise; then print and save the summary table.
 #   bash multi_test.sh [extra tools/test.py options]
+# Run again after a kill, it finishes only what is missing (--no-resume: everything
+# afresh); the table shows a benchmark still unfinished as partial done/total.
 # Environment: DATA_DIR, CLIP_PATH, VFM_PATH, WORK_DIR, METHODS, PROTOCOL (tools/dist/benchmarks.sh);
 #              BENCHMARKS to run a subset, e.g. BENCHMARKS="voc21 ade20k".
 # The SFP paper's Table 1, every method under its protocol:

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -471,7 +472,7 @@ def run_test(cfg: Config, resume: bool = True, verbose: bool = False) -> Dict[st
     keys = image_keys(dataset)
     weights = weights_files(cfg.model)
     record = EvaluationRecord(cfg.work_dir)
-    rank = int(os.environ.get('RANK', 0)) if cfg.launcher != 'none' else 0
+    rank = launch_rank(cfg.launcher)
     stored = record.setup
     outputs = cfg.get('outputs', {})
     if stored is not None and resume:
@@ -520,6 +521,15 @@ def run_test(cfg: Config, resume: bool = True, verbose: bool = False) -> Dict[st
     return metrics
 
 
+def launch_rank(launcher: str) -> int:
+    """This process's rank before mmengine sets up the process group: from torchrun's,
+    slurm's or Open MPI's environment."""
+    if launcher == 'none':
+        return 0
+    variable = {'slurm': 'SLURM_PROCID', 'mpi': 'OMPI_COMM_WORLD_RANK'}.get(launcher, 'RANK')
+    return int(os.environ.get(variable, 0))
+
+
 def result_line(metrics: Dict[str, float]) -> str:
     """'mIoU 12.34, mAcc 20.00, aAcc 50.00'."""
     return ', '.join(f'{k} {v:.2f}' for k, v in metrics.items())
@@ -560,6 +570,17 @@ def read_record(work_dir: PathLike) -> Optional[Record]:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def read_run(work_dir: PathLike) -> Optional[Record]:
+    """The state of a work dir's evaluation for a summary: ``{'partial': [done, total]}``
+    while its per-image record is unfinished (a killed run, or one still going), else the
+    latest run's record (None: never run)."""
+    record = EvaluationRecord(work_dir)
+    setup = record.setup
+    if setup is not None and record.result is None:
+        return {'partial': [record.done(), setup['num_images']]}
+    return read_record(work_dir)
+
+
 @dataclass
 class SummaryRow:
     """One row of the summary: our runs and the reference numbers beside them.
@@ -578,7 +599,23 @@ class SummaryRow:
 
     def ours(self, benchmark: str) -> Optional[float]:
         run = self.runs.get(benchmark)
-        return None if run is None else run['metrics'].get('mIoU')
+        return None if run is None else run.get('metrics', {}).get('mIoU')
+
+    def partial(self, benchmark: str) -> Optional[str]:
+        """'done/total' images of a benchmark whose run is not finished, else None."""
+        run = self.runs.get(benchmark) or {}
+        return '/'.join(map(str, run['partial'])) if 'partial' in run else None
+
+
+def run_methods(work_root: PathLike, benchmarks: Sequence[str],
+                protocol: Optional[str] = None) -> List[str]:
+    """The methods with a run of any of ``benchmarks`` under ``work_root`` (finished or
+    partial), in the framework's order."""
+    from .apis import available_methods
+
+    root = protocol_root(work_root, protocol)
+    return [m for m in available_methods()
+            if any(read_run(root / config_stem(m, b)) is not None for b in benchmarks)]
 
 
 def collect_rows(work_root: PathLike, methods: Sequence[str], benchmarks: Sequence[str],
@@ -599,7 +636,7 @@ def collect_rows(work_root: PathLike, methods: Sequence[str], benchmarks: Sequen
     for method in methods:
         stated = table.stated_average.get(method)
         rows.append(SummaryRow(
-            method, {b: read_record(root / config_stem(method, b)) for b in benchmarks},
+            method, {b: read_run(root / config_stem(method, b)) for b in benchmarks},
             table.miou.get(method, {}),
             stated if sorted(benchmarks) == sorted(PAPER_BENCHMARKS) else None))
     if all(run is None for row in rows for run in row.runs.values()):
@@ -619,21 +656,45 @@ def _weights_id(clip_path: str) -> str:
     return checkpoint_sha256(clip_path) or clip_path
 
 
+def _weights_swaps(run: Record) -> List[tuple]:
+    """(argument, used, setting's) for each weights argument of a run given other weights
+    than its setting names (``--clip-path`` / ``--vfm-path`` over the config's); the same
+    file under another name is the same."""
+    weights = run.get('weights') or {'clip_path': {'name': run.get('clip_path')}}
+    settings = run.get('setting_weights') or {'clip_path': run.get('setting_clip_path')}
+    swaps = []
+    for argument, used in weights.items():
+        setting = settings.get(argument)
+        if setting in (None, 'None') or used['name'] == setting:
+            continue
+        if (used.get('sha256') or _weights_id(str(used['name']))) != _weights_id(str(setting)):
+            swaps.append((argument, str(used['name']), str(setting)))
+    return swaps
+
+
 def other_weights_note(rows: Sequence[SummaryRow], reference_label: str) -> Optional[str]:
-    """A note when runs used other weights than their setting names (``--clip-path``
-    over the config's ``clip_path``; the same file under another name is the same)."""
-    swaps = sorted({(str(run['clip_path']), str(run['setting_clip_path']))
-                    for row in rows for run in row.runs.values()
-                    if run and run.get('setting_clip_path') not in (None, 'None')
-                    and run['clip_path'] != run['setting_clip_path']
-                    and _weights_id(str(run['clip_path']))
-                    != _weights_id(str(run['setting_clip_path']))})
+    """A note when runs used other weights than their setting names."""
+    swaps = sorted({swap for row in rows for run in row.runs.values()
+                    if run and 'partial' not in run for swap in _weights_swaps(run)})
     if not swaps:
         return None
-    used = '; '.join(f'{used} instead of {setting}' for used, setting in swaps)
+    used = '; '.join(f'{argument} {used} instead of {setting}'
+                     for argument, used, setting in swaps)
     return (f'Our numbers come from other weights than their setting names ({used}): '
             f'they are not comparable with the rows marked ({reference_label}), and on '
             f'random weights (such as the tests\' tiny CLIP) they are meaningless.')
+
+
+def weights_used_note(rows: Sequence[SummaryRow]) -> Optional[str]:
+    """Every weights file the runs read (each model argument naming weights: CLIP, the
+    VFM, ...), with the start of its sha256, as their metrics.json records them."""
+    used = sorted({(argument, str(w['name']), (w.get('sha256') or 'not hashed')[:12])
+                   for row in rows for run in row.runs.values()
+                   for argument, w in ((run or {}).get('weights') or {}).items()})
+    if not used:
+        return None
+    return 'Weights: ' + '; '.join(f'{argument} {name} (sha256 {digest})'
+                                   for argument, name, digest in used) + '.'
 
 
 def results_table(rows: Sequence[SummaryRow], benchmarks: Sequence[str],
@@ -652,10 +713,12 @@ def results_table(rows: Sequence[SummaryRow], benchmarks: Sequence[str],
         ours = [row.ours(b) for b in benchmarks]
         reference = [row.reference.get(b) for b in benchmarks]
         diff = [None if o is None or r is None else o - r for o, r in zip(ours, reference)]
-        for label, values in ((row.label, ours), (f'{row.label} ({reference_label})',
-                                                  reference)):
-            lines.append(f'| {label} | ' + ' | '.join(fmt(v) for v in values + [_mean(values)])
-                         + ' |')
+        partial = [row.partial(b) for b in benchmarks]
+        lines.append(f'| {row.label} | ' + ' | '.join(
+            f'partial {p}' if p else fmt(v) for v, p in zip(ours, partial))
+            + f' | {fmt(_mean(ours))} |')
+        lines.append(f'| {row.label} ({reference_label}) | ' + ' | '.join(
+            fmt(v) for v in reference + [_mean(reference)]) + ' |')
         lines.append(f'| {row.label} (difference) | ' + ' | '.join(
             '-' if d is None else f'{d:+.2f}' for d in diff + [
                 None if _mean(ours) is None or _mean(reference) is None
@@ -667,8 +730,11 @@ def results_table(rows: Sequence[SummaryRow], benchmarks: Sequence[str],
     all_notes = ([f'Averages as the {reference_label} source states them: {", ".join(stated)} '
                   f'(the average column is the mean of the rounded numbers above).']
                  if stated else [])
-    weights = other_weights_note(rows, reference_label)
-    all_notes += ([weights] if weights else []) + list(notes)
+    if any(row.partial(b) for row in rows for b in benchmarks):
+        all_notes.append('partial d/t: the run has evaluated d of its t images so far (killed, '
+                         'or still going); running its command again finishes it.')
+    all_notes += [n for n in (other_weights_note(rows, reference_label),
+                              weights_used_note(rows)) if n] + list(notes)
     markdown = '\n'.join(lines) + '\n' + ''.join(f'\n{n}\n' for n in all_notes)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator='\n')
@@ -677,26 +743,45 @@ def results_table(rows: Sequence[SummaryRow], benchmarks: Sequence[str],
     return {'markdown': markdown, 'csv': buffer.getvalue()}
 
 
+def _cells(csv_text: str) -> set:
+    """(row, benchmark) of each result a summary CSV holds."""
+    rows = list(csv.reader(io.StringIO(csv_text)))[1:]
+    return {(row[0], row[1]) for row in rows if len(row) > 2 and row[2]}
+
+
 def write_tables(tables: Dict[str, str], out: PathLike) -> None:
-    """``out``.md and ``out``.csv, atomically."""
+    """``out``.md and ``out``.csv, atomically.  A summary is never replaced by one with
+    less: where the earlier ``out``.csv holds results these tables lack, the earlier pair
+    is kept as ``out``.previous.md / .csv, and a note on stderr names what it had."""
     out = Path(out)
+    old_csv = out.with_suffix('.csv')
+    lost = sorted(_cells(old_csv.read_text()) - _cells(tables['csv'])) \
+        if old_csv.is_file() else []
+    if lost:
+        for suffix in ('.md', '.csv'):
+            if out.with_suffix(suffix).is_file():
+                os.replace(out.with_suffix(suffix), out.with_name(f'{out.name}.previous{suffix}'))
+        print(f'note: the earlier {out}.md also had {", ".join(" on ".join(c) for c in lost)}; '
+              f'it is kept as {out}.previous.md (and .csv)', file=sys.stderr)
     atomic_write_text(out.with_suffix('.md'), tables['markdown'])
     atomic_write_text(out.with_suffix('.csv'), tables['csv'])
 
 
 def write_summary(work_root: PathLike, out: Optional[PathLike] = None,
-                  methods: Sequence[str] = ('sfp',),
+                  methods: Optional[Sequence[str]] = None,
                   benchmarks: Sequence[str] = PAPER_BENCHMARKS,
                   protocol: Union[str, Path, Protocol, None] = None) -> str:
     """Summarise the runs under ``work_root`` (under ``protocol``: its runs, beside the
     protocol's reference numbers) into ``out``.md and ``out``.csv (default
-    ``<work_root>[/<protocol>]/summary``)."""
+    ``<work_root>[/<protocol>]/summary``; see :func:`write_tables`).  ``methods``: the
+    rows (default: every method with a run there)."""
     name, reference, notes = None, 'release', []
     if protocol is not None:
         protocol = load_protocol(protocol)
         name, reference = protocol.name, protocol.reference
         notes.append(f'Protocol: {protocol.argument} (every method under one setting; see '
                      f'docs/protocols.md).')
+    methods = list(methods or run_methods(work_root, benchmarks, name) or ['sfp'])
     if reference is None:  # a protocol without reference numbers
         rows = collect_rows(work_root, methods, benchmarks, name, 'release')
         rows = [SummaryRow(r.label, r.runs) for r in rows]

@@ -371,7 +371,7 @@ def table_summary(table: PaperTable, work_root: PathLike, protocol: Optional[Pro
 
     With ``require_runs``, a work folder holding none of its runs is a FileNotFoundError.
     """
-    from .evaluation import SummaryRow, read_record, results_table
+    from .evaluation import SummaryRow, read_run, results_table
 
     benchmarks = list(benchmarks or table.benchmarks)
     name = protocol and protocol.name
@@ -385,7 +385,7 @@ def table_summary(table: PaperTable, work_root: PathLike, protocol: Optional[Pro
             missing.append(f'{row.label} ({reason})')
             continue
         rows.append(SummaryRow(
-            row.label, {b: read_record(protocol_root(work_root, name) / row.run_name(b))
+            row.label, {b: read_run(protocol_root(work_root, name) / row.run_name(b))
                         for b in benchmarks},
             row.paper, row.stated_average if full else None))
     if require_runs and all(run is None for r in rows for run in r.runs.values()):

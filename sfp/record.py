@@ -285,7 +285,7 @@ class EvaluationRecord:
             return len(self.read()) if self.folder.is_dir() else 0
 
 
-def _short(value: str, width: int = 80) -> str:
+def _short(value: str, width: int = 120) -> str:
     return value if len(value) <= width else value[:width - 3] + '...'
 
 
@@ -294,7 +294,7 @@ class RecordWriter:
 
     def __init__(self, folder: PathLike, run: str, rank: int = 0,
                  group: int = GROUP_IMAGES, seconds: float = GROUP_SECONDS):
-        self.path = Path(folder) / f'images-{run}-{rank}.jsonl'
+        self.path = Path(folder) / f'images-{run}-{rank}-{os.getpid()}.jsonl'
         self.group, self.seconds = group, seconds
         self.pending: List[bytes] = []
         self.since = 0.0

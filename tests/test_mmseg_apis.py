@@ -192,9 +192,9 @@ def test_mmseg_test_tool_gives_our_metrics(config, data_root, images, annotation
     assert 'missing keys' not in log and 'unexpected key' not in log
     cfg = build_test_config(config, data_root=str(data_root), clip_path=str(TINY_CKPT),
                             work_dir=str(tmp_path / 'ours'),
+                            out_dir=str(tmp_path / 'ours' / 'pred'),
                             cfg_options={'test_dataloader.num_workers': 0,
                                          'experiment_name': uuid.uuid4().hex})
-    cfg.test_evaluator.update(output_dir=str(tmp_path / 'ours' / 'pred'), keep_results=True)
     ours = run_test(cfg)
     (record,) = (tmp_path / 'mmseg').glob('*/*.json')
     metrics = json.loads(record.read_text())

@@ -6,8 +6,11 @@
 Reads <work_dirs>/<method>_vit-b16_<benchmark>/metrics.json (where tools/test.py writes
 by default; the latest run of each), or <work_dirs>/<protocol>/... for runs under a
 protocol, beside the protocol's reference numbers; prints a markdown table and writes
-<out>.md and <out>.csv atomically (default <work_dirs>[/<protocol>]/summary).  A folder
-holding none of these runs is an error.
+<out>.md and <out>.csv atomically (default <work_dirs>[/<protocol>]/summary).  The rows
+are the methods run there unless --methods names them; a run still partial (killed, or
+going on) shows its images done / total.  An earlier summary holding results the new one
+lacks is kept as <out>.previous.md/.csv, with a note.  A folder holding none of these runs
+is an error.
 """
 import argparse
 import sys
@@ -26,7 +29,8 @@ def main(argv=None) -> int:
     parser.add_argument('--out', help='output path without suffix (default '
                                       '<work_root>[/<protocol>]/summary)')
     parser.add_argument('--protocol', help="the runs' protocol (name or file), if any")
-    parser.add_argument('--methods', nargs='+', default=['sfp'], help='rows (default: sfp)')
+    parser.add_argument('--methods', nargs='+',
+                        help='rows (default: every method with a run in the folder)')
     parser.add_argument('--benchmarks', nargs='+', default=PAPER_BENCHMARKS,
                         help="columns (default: the paper's eight)")
     args = parser.parse_args(argv)
