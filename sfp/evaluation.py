@@ -44,6 +44,7 @@ from .record import (
     RecordWriter,
     file_digest,
     fingerprint,
+    image_key,
     image_keys,
     ordered_results,
 )
@@ -234,7 +235,7 @@ def check_model_arguments(model_cfg: dict) -> None:
                              f'{did_you_mean(key, valid)}; valid: {", ".join(valid)}')
 
 
-def test_dataset(cfg: Config):
+def build_test_dataset(cfg: Config):
     """The config's test dataset, built; a wrong data root or a missing file fails here
     with the expected layout."""
     dataset_cfg = cfg.test_dataloader.dataset
@@ -251,7 +252,7 @@ def check_test_data(cfg: Config) -> int:
 
     Returns the number of images.
     """
-    return len(test_dataset(cfg))
+    return len(build_test_dataset(cfg))
 
 
 def progress_interval(num_images: int, batch_size: int, world_size: int) -> int:
@@ -332,7 +333,7 @@ class AtomicLocalVisBackend(LocalVisBackend):
 
     @force_init_env
     def add_image(self, name: str, image: np.ndarray, step: int = 0, **kwargs) -> None:
-        atomic_write_png(Path(self._img_save_dir) / f'{name}.png',
+        atomic_write_png(Path(self._img_save_dir) / f'{Path(name).stem}.png',
                          cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 
@@ -353,9 +354,10 @@ class RecordedTestLoop(TestLoop):
         dataloader = copy.deepcopy(dataloader)
         dataset = DATASETS.build(dataloader['dataset'])
         self.keys = image_keys(dataset)
-        self.root = dataset.data_root or ''
+        self.root = dataset.data_root
         pending = [None]
         if get_rank() == 0:
+            self.record.folder.mkdir(parents=True, exist_ok=True)
             done = self.record.read(repair=True)
             pending = [[i for i, key in enumerate(self.keys) if key not in done]]
         broadcast_object_list(pending)
@@ -363,7 +365,6 @@ class RecordedTestLoop(TestLoop):
         dataloader['dataset'] = dataset.get_subset(pending[0])
         super().__init__(runner, dataloader, evaluator, fp16)
         self.out_dir = out_dir
-        self.evaluated = 0
 
     def run(self) -> dict:
         self.runner.call_hook('before_test')
@@ -400,9 +401,8 @@ class RecordedTestLoop(TestLoop):
             per_metric.append(metric.results[:] or [None] * len(outputs))
             metric.results.clear()
         for i, sample in enumerate(outputs):
-            key = os.path.relpath(sample.img_path, self.root) if self.root else sample.img_path
-            self.writer.add(key, [results[i] for results in per_metric])
-        self.evaluated += len(outputs)
+            self.writer.add(image_key(sample.img_path, self.root),
+                            [results[i] for results in per_metric])
 
     def compute_metrics(self) -> Dict[str, float]:
         """Every metric over the whole record, the images in the dataset's order."""
@@ -468,7 +468,7 @@ def run_test(cfg: Config, resume: bool = True, verbose: bool = False) -> Dict[st
     if 'custom_imports' in cfg:
         from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)
-    dataset = test_dataset(cfg)
+    dataset = build_test_dataset(cfg)
     keys = image_keys(dataset)
     weights = weights_files(cfg.model)
     record = EvaluationRecord(cfg.work_dir)

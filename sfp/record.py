@@ -39,6 +39,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from .clip.loader import file_sha256
 from .utils import atomic_write_text
 
 PathLike = Union[str, Path]
@@ -77,11 +78,7 @@ def file_digest(path: PathLike) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _leaf(value: Any) -> str:
@@ -152,11 +149,15 @@ def fingerprint(cfg: Any, weights: Dict[str, Dict[str, Optional[str]]],
     return values
 
 
+def image_key(img_path: str, data_root: Optional[str]) -> str:
+    """An image as the record names it: its path under the data root."""
+    return os.path.relpath(img_path, data_root) if data_root else img_path
+
+
 def image_keys(dataset) -> List[str]:
-    """Each image of a dataset as the record names it: its path under the data root."""
-    root = dataset.data_root or ''
-    return [os.path.relpath(dataset.get_data_info(i)['img_path'], root) if root
-            else dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+    """Each image of a dataset, in order, as the record names it."""
+    return [image_key(dataset.get_data_info(i)['img_path'], dataset.data_root)
+            for i in range(len(dataset))]
 
 
 # --------------------------------------------------------------------------- lines
