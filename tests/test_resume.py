@@ -77,17 +77,20 @@ def lines_per_run(work_dir):
 
 
 def test_killed_twice_then_resumed_equals_the_uninterrupted_run(tmp_path, finished, capsys):
-    torn = cli(tmp_path, kill='3:torn')  # killed halfway through writing its 3rd image
+    maps = ('--out', str(tmp_path / 'maps'))  # a resumed run goes on writing to its --out
+    torn = cli(tmp_path, *maps, kill='3:torn')  # killed halfway through writing its 3rd image
     assert torn.returncode == -9, torn.stderr[-2000:]
     assert EvaluationRecord(tmp_path).done() == 2
-    synced = cli(tmp_path, kill='2')  # killed right after fsyncing its 2nd image
+    synced = cli(tmp_path, *maps, kill='2')  # killed right after fsyncing its 2nd image
     assert synced.returncode == -9, synced.stderr[-2000:]
     assert ('1 damaged line(s) dropped (a write cut off by a kill?); 1 image(s) will be '
             'evaluated again') in synced.stderr
     assert '2/6 images restored from the record; evaluating the other 4' in synced.stdout
-    final = cli(tmp_path)
+    final = cli(tmp_path, *maps)
     assert final.returncode == 0, final.stderr[-3000:]
     assert '(4 from the record, 2 evaluated now)' in final.stdout
+    assert sorted(p.stem for p in (tmp_path / 'maps').iterdir()) == sorted(
+        p.stem for p in (CAMVID / 'val').iterdir())  # whole files, none left half-written
     assert lines_per_run(tmp_path) == [2, 2, 2]  # no image evaluated twice
     assert metrics_of(tmp_path) == metrics_of(finished)  # to the last digit
     # The console: progress lines and the result; mmengine's dump is in the log file.
