@@ -29,6 +29,14 @@ def channels(values):
     return torch.tensor(values, dtype=torch.float64).view(3, 1, 1)
 
 
+def vfm_input(image) -> torch.Tensor:
+    """Crop 0 of a golden image as the release gives it to its VFM (1, 3, h, w)."""
+    pixels = (image['resized'].flip(0).double() - MEAN) / STD  # stored BGR
+    y1, y2, x1, x2 = image['crop0_box']
+    rgb = pixels[None, :, y1:y2, x1:x2] * channels(CLIP_01[1]) + channels(CLIP_01[0])
+    return (rgb - channels(IMAGENET[0])) / channels(IMAGENET[1])
+
+
 @pytest.fixture(scope='module')
 def sam_state():
     return load_sam_state_dict(TINY_SAM)
@@ -56,11 +64,7 @@ def test_matches_segment_anything_on_a_grid_not_a_multiple_of_its_window(encoder
     1024 x 1024 as ProxyCLIP does: the neck's features at the golden's 1024 pinned
     positions."""
     golden = torch.load(GOLDEN, weights_only=False)['cases'][0]['images'][0]
-    image = (golden['resized'].flip(0).double() - MEAN) / STD  # BGR as stored
-    y1, y2, x1, x2 = golden['crop0_box']
-    rgb = image[None, :, y1:y2, x1:x2] * channels(CLIP_01[1]) + channels(CLIP_01[0])
-    view = (rgb - channels(IMAGENET[0])) / channels(IMAGENET[1])
-    tokens = encoder.patch_tokens(view)[0]
+    tokens = encoder.patch_tokens(vfm_input(golden))[0]
     assert [tokens.shape[1], *encoder.grid_size(336, 336)] == golden['crop0_vfm_shape'] == \
         [16, 64, 64]
     assert (tokens[golden['crop0_vfm_idx']] - golden['crop0_vfm_feats']).abs().max() <= 1e-12
