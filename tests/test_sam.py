@@ -117,8 +117,8 @@ def test_names_and_files(sam_state, tmp_path):
         load_sam_state_dict(TINY_DINO)
     with pytest.raises(CheckpointError, match='is a CLIP checkpoint, not a SAM one'):
         load_sam_state_dict(TINY_CKPT)
-    with pytest.raises(CheckpointError, match='is a SAM ViT .* vision foundation model, '
-                                              'not a CLIP'):
+    with pytest.raises(CheckpointError, match=r'is a SAM ViT \(width 128\) checkpoint, not '
+                                              'a CLIP one: give it as vfm_path'):
         load(TINY_SAM)
     with pytest.raises(CheckpointError, match='no VFM checkpoint at .*missing.pth'):
         load_sam_state_dict(tmp_path / 'missing.pth')

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip.model import LayerNorm, resize_patch_pos_embed
-from ..registry import VFM_TOWERS
+from ..registry import VFM_TOWERS, WEIGHT_FAMILIES
 from .interface import PublishedVFM
 
 #: ImageNet's normalisation, DINO's own pipeline (on 0..1 RGB).
@@ -105,6 +105,7 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
 
 
+@WEIGHT_FAMILIES.register_module()
 @VFM_TOWERS.register_module()
 class DINOVisionTransformer(nn.Module):
     """DINO's ViT backbone (no projection head); it honours

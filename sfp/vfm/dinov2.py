@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip.model import resize_patch_pos_embed
-from ..registry import VFM_TOWERS
+from ..registry import VFM_TOWERS, WEIGHT_FAMILIES
 from .dino import DINO_KEYS, DINOV2_KEYS, VIT_SIZES, Block, DINOVisionTransformer
 from .interface import PublishedVFM
 
@@ -83,6 +83,7 @@ def resize_pos_embed_antialiased(pos_embed: torch.Tensor, rows: int, cols: int) 
     return torch.cat([pos_embed[:1], grid.flatten(2)[0].t()], dim=0)
 
 
+@WEIGHT_FAMILIES.register_module()
 @VFM_TOWERS.register_module()
 class DINOv2VisionTransformer(DINOVisionTransformer):
     """DINOv2's ViT backbone; it honours :class:`sfp.vfm.interface.VFMTower` (prefix tokens:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip.model import LayerNorm
-from ..registry import VFM_TOWERS
+from ..registry import VFM_TOWERS, WEIGHT_FAMILIES
 from .dino import IMAGENET_MEAN, IMAGENET_STD
 from .interface import PublishedVFM
 
@@ -249,6 +249,7 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
 
 
+@WEIGHT_FAMILIES.register_module()
 @VFM_TOWERS.register_module()
 class SAMImageEncoder(nn.Module):
     """SAM's ViT image encoder; parameter names are a released checkpoint's
