@@ -100,6 +100,11 @@ class ProxyCLIPEncoder(MethodEncoder):
     def logit_stride(self) -> int:
         return self.vfm.patch_size
 
+    @property
+    def fixed_grid(self) -> Optional[Tuple[int, int]]:
+        """SAM's 64 x 64 grid for every crop (it stretches crops to 1024 x 1024)."""
+        return getattr(self.vfm, 'fixed_grid', None)
+
     def working_set(self, height: int, width: int) -> int:
         """CLIP's walk, the VFM's blocks (its attention materialised), and the proxy
         attention's N' x N' matrices (similarity, scores, mask, weights) on its grid."""
