@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmseg.registry import DATASETS, MODELS
+from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from sfp.methods import ProxyCLIPEncoder
 from sfp.models import postprocess_logits
 from sfp.vfm import DINOv2VisionTransformer, SAMImageEncoder, load_vfm
 
 from .conftest import FIXTURES, REPO, TINY_CKPT, TINY_DINOV2, TINY_SAM, sample
 from .test_methods import MEAN, SETTINGS, STD
-from .test_proxyclip import BENCHMARKS
+from .test_proxyclip import BENCHMARKS, config_segments
 
 DATA = np.load(FIXTURES / 'proxyclip_towers_compact.npz')
 META = json.loads(DATA['meta'].tobytes())
@@ -116,16 +115,10 @@ def towers():
 @pytest.mark.parametrize('benchmark', BENCHMARKS)
 def test_every_variant_config_builds_and_segments(towers, kind, benchmark):
     _, _, variant, tower, grid = TOWERS[kind]
-    cfg = config(variant, benchmark)
-    assert cfg.model.vfm_path == {'dinov2': 'dinov2_vitb14_reg', 'sam': 'sam_vit_b'}[kind]
-    cfg.model.update(clip_path=str(TINY_CKPT), vfm_path=towers[kind], device='cpu',
-                     templates=['{}'], text_cache=False)
-    seg = MODELS.build(cfg.model)
-    assert isinstance(seg.encoder, ProxyCLIPEncoder) and type(seg.encoder.vfm) is tower
-    assert seg.num_classes == len(DATASETS.get(cfg.test_dataloader.dataset.type)
-                                  .METAINFO['classes'])
-    image = torch.randn(3, 60, 90, generator=torch.Generator().manual_seed(2))
-    out = seg.predict(image[None])[0]
-    assert out.pred_sem_seg.data.shape == (1, 60, 90)
-    assert int(out.pred_sem_seg.data.max()) < seg.num_classes
-    assert seg.encoder.vfm.grid_size(336, 336) == grid
+    name = f'proxyclip_vit-b16_{variant}_{benchmark}'
+    assert config(variant, benchmark).model.vfm_path == {
+        'dinov2': 'dinov2_vitb14_reg', 'sam': 'sam_vit_b'}[kind]
+    seg = config_segments(name, towers[kind], (60, 90))
+    assert type(seg.encoder.vfm) is tower
+    assert seg.encoder.vfm.grid_size(*seg.encoder.vfm_input_size(336, 336)) == grid
+    assert seg.encoder.fixed_grid == (grid if kind == 'sam' else None)

@@ -51,7 +51,7 @@ def test_architecture_is_read_from_the_keys(encoder, sam_state):
     assert {k.split('.')[0] for k in sam_state} == {
         'image_encoder', 'prompt_encoder', 'mask_decoder'}
     assert (encoder.width, encoder.num_heads, encoder.num_blocks, encoder.global_blocks,
-            encoder.input_size, encoder.fixed_grid) == (128, 2, 4, (1, 3), 1024, (64, 64))
+            encoder.input_size) == (128, 2, 4, (1, 3), 1024)
     assert [block.window for block in encoder.blocks] == [14, 0, 14, 0]
     assert encoder.neck[0].out_channels == 16
     # Strict load: every image_encoder key, nothing else.
@@ -60,12 +60,13 @@ def test_architecture_is_read_from_the_keys(encoder, sam_state):
 
 
 def test_matches_segment_anything_on_a_grid_not_a_multiple_of_its_window(encoder):
-    """Crop 0 of the golden's first image (336 x 336), which ``patch_tokens`` stretches to
-    1024 x 1024 as ProxyCLIP does: the neck's features at the golden's 1024 pinned
-    positions."""
+    """Crop 0 of the golden's first image (336 x 336) stretched to 1024 x 1024 as ProxyCLIP
+    does: the neck's features at the golden's 1024 pinned positions."""
     golden = torch.load(GOLDEN, weights_only=False)['cases'][0]['images'][0]
-    tokens = encoder.patch_tokens(vfm_input(golden))[0]
-    assert [tokens.shape[1], *encoder.grid_size(336, 336)] == golden['crop0_vfm_shape'] == \
+    stretched = F.interpolate(vfm_input(golden), size=(1024, 1024), mode='bilinear',
+                              align_corners=False)
+    tokens = encoder.patch_tokens(stretched)[0]
+    assert [tokens.shape[1], *encoder.grid_size(1024, 1024)] == golden['crop0_vfm_shape'] == \
         [16, 64, 64]
     assert (tokens[golden['crop0_vfm_idx']] - golden['crop0_vfm_feats']).abs().max() <= 1e-12
 
