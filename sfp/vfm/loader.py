@@ -2,12 +2,14 @@
 
 ``load_vfm('dino_vitb8')`` downloads DINO's published ViT-B/8 once into the cache that
 CLIP's downloads use (``$SFP_CACHE``, default ``~/.cache/clip``; same progress bar,
-atomic write and offline message: :func:`sfp.clip.loader.cached_download`).  DINO
+atomic write and offline message: :func:`sfp.weights.cached_download`).  DINO
 publishes no sha256 for its files, so the digest of the first download (or of a file
 placed there by hand) is recorded beside it, ``<file>.sha256``, and every later use is
 verified against that record.  ``load_vfm('/path/x.pth')`` reads a local file.  The tower
 class comes from the checkpoint's key names (the classes of
-:data:`sfp.registry.VFM_TOWERS`, DINO's ViT today), its shape from the weights.
+:data:`sfp.registry.VFM_TOWERS`: DINO's ViT, DINOv2's, SAM's image encoder), its shape from
+the weights; the same names work with DINOv2 (``'dinov2_vitb14_reg'``) and SAM
+(``'sam_vit_b'``, whose whole state dict :func:`sfp.vfm.load_sam_state_dict` reads).
 """
 from __future__ import annotations
 
@@ -19,20 +21,24 @@ import torch
 from torch import nn
 
 from ..benchmarks import did_you_mean
-from ..clip.errors import CheckpointError, CheckpointNotFoundError, UnknownModelError
-from ..clip.formats import is_clip_state_dict, read_state_dict
-from ..clip.loader import (
-    available_models,
+from ..clip.loader import available_models
+from ..registry import VFM_TOWERS
+from ..weights import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    UnknownModelError,
     cache_dir,
     cached_download,
     looks_like_path,
     precision_dtype,
+    read_state_dict,
+    wrong_family_error,
 )
-from ..registry import VFM_TOWERS
 from .interface import PublishedVFM
 
 StateDict = Dict[str, torch.Tensor]
-_VFM_FILE_EXAMPLE = "a VFM's released weights such as DINO's dino_vitbase8_pretrain.pth"
+_VFM_FILE_EXAMPLE = ("a VFM's released weights such as DINO's dino_vitbase8_pretrain.pth or "
+                     "SAM's sam_vit_b_01ec64.pth")
 
 
 def _published() -> Dict[str, Tuple[type, PublishedVFM]]:
@@ -61,22 +67,23 @@ def describe_vfm_state_dict(state_dict: StateDict) -> Optional[str]:
 
 def resolve_vfm_checkpoint(name_or_path: Union[str, Path],
                            download_root: Optional[Union[str, Path]] = None,
-                           progress: bool = True) -> Path:
+                           progress: bool = True, argument: str = 'vfm_path') -> Path:
     """Path of a VFM's weights file: a name of :func:`available_vfms` (downloaded into
-    the cache if needed) or a local file."""
+    the cache if needed) or a local file; ``argument`` names what the caller's user set,
+    for messages."""
     name = str(name_or_path)
     published = _published()
     if name in published:
         weights = published[name][1]
         root = Path(download_root).expanduser() if download_root else cache_dir()
         return cached_download(name, weights.url, root / weights.filename, weights.sha256,
-                               progress, argument='vfm_path')
+                               progress, argument=argument)
     path = Path(name).expanduser()
     if path.is_file():
         return path
     if path.is_dir():
         raise CheckpointNotFoundError(
-            f'{path} is a folder; vfm_path takes one weights file ({_VFM_FILE_EXAMPLE}) or a '
+            f'{path} is a folder; {argument} takes one weights file ({_VFM_FILE_EXAMPLE}) or a '
             f'name: {", ".join(published)}')
     if looks_like_path(name):
         raise CheckpointNotFoundError(
@@ -86,7 +93,7 @@ def resolve_vfm_checkpoint(name_or_path: Union[str, Path],
     if name in available_models():
         raise UnknownModelError(
             f'{name!r} is a CLIP model name, not a vision foundation model: give it as '
-            f'clip_path, and as vfm_path one of {", ".join(published)} or a VFM file')
+            f'clip_path, and as {argument} one of {", ".join(published)} or a VFM file')
     raise UnknownModelError(
         f'unknown VFM {name!r}{did_you_mean(name, list(published))}; known: '
         f'{", ".join(published)}. To use a local checkpoint instead, pass its path (there '
@@ -107,14 +114,25 @@ def build_vfm(state_dict: StateDict, source: str = 'the state dict') -> nn.Modul
             dtype = functools.reduce(torch.promote_types, (
                 v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32)
             return model.to(dtype)
-    if is_clip_state_dict(state_dict):
-        raise CheckpointError(
-            f'{source} is a CLIP checkpoint, not a vision foundation model: give it as '
-            f'clip_path, and as vfm_path a VFM ({", ".join(available_vfms())} or its file)')
-    known = ', '.join(VFM_TOWERS.module_dict)
-    raise CheckpointError(
-        f'{source} is not a VFM checkpoint this code reads (towers: {known}); its keys are '
-        f'e.g. {", ".join(list(state_dict)[:3])}. Expected {_VFM_FILE_EXAMPLE}')
+    raise wrong_family_error(
+        source, state_dict, 'a vision foundation model',
+        f'give a CLIP as clip_path, and as vfm_path a VFM ({", ".join(available_vfms())} or '
+        f'{_VFM_FILE_EXAMPLE})')
+
+
+def read_vfm_state_dict(name_or_path: Union[str, Path], tower: type,
+                        download_root: Optional[Union[str, Path]] = None,
+                        progress: bool = True, argument: str = 'vfm_path') -> StateDict:
+    """The state dict of a checkpoint of one VFM family (``tower``, a class of
+    :data:`sfp.registry.VFM_TOWERS`), by name or file; a file of another family is a
+    one-line error saying what it is."""
+    path = resolve_vfm_checkpoint(name_or_path, download_root, progress, argument)
+    state_dict = read_state_dict(path, example=_VFM_FILE_EXAMPLE)
+    if not tower.recognises(state_dict):
+        raise wrong_family_error(
+            path, state_dict, f'a {tower.family} one',
+            f'{argument} takes one of {", ".join(tower.published)} or a {tower.family} file')
+    return state_dict
 
 
 def load_vfm(name_or_path: Union[str, Path], device: Union[str, torch.device] = 'cpu',
