@@ -10,8 +10,10 @@ from .loader import (
                      random_vfm,
                      resolve_vfm_checkpoint,
 )
+from .sam_decoder import SAM, SAMMaskDecoder, SAMPromptDecoder, SAMPromptEncoder, load_sam
 
 __all__ = ['DINOVisionTransformer', 'DINO_MODELS', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'PublishedVFM', 'VFMFormat', 'VFMTower', 'available_vfms', 'build_vfm',
            'check_vfm_tower', 'describe_vfm_state_dict', 'load_vfm', 'random_vfm',
-           'resolve_vfm_checkpoint']
+           'resolve_vfm_checkpoint', 'SAM', 'SAMMaskDecoder', 'SAMPromptDecoder',
+           'SAMPromptEncoder', 'load_sam']

@@ -2,16 +2,18 @@
 segment_anything (facebookresearch/segment-anything@dca509f), with its released key names
 (``prompt_encoder.*``, ``mask_decoder.*`` of ``sam_vit_b_01ec64.pth`` and its siblings).
 
-The image encoder is :mod:`sfp.vfm.sam`.  These two parts turn prompts (points, boxes, a
-low-resolution mask) and an image embedding into mask logits and a predicted IoU; Trident's
-refinement calls them.  Shapes: B prompts, C = ``embed_dim`` (256 in the released models),
-(h, w) = the image embedding's grid (64 x 64), masks at 4x that (256 x 256).  Coordinates are
-pixels of SAM's 1024 x 1024 input frame, (x, y).
+The image encoder is :mod:`sfp.vfm.sam`; :class:`SAM` holds the three parts and
+:func:`load_sam` reads a whole checkpoint into it.  The prompt encoder and mask decoder
+turn prompts (points, boxes, a low-resolution mask) and an image embedding into mask logits
+and a predicted IoU; Trident's refinement calls them.  Shapes: B prompts, C = ``embed_dim``
+(256 in the released models), (h, w) = the image embedding's grid (64 x 64), masks at 4x
+that (256 x 256).  Coordinates are pixels of SAM's 1024 x 1024 input frame, (x, y).
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -369,3 +371,37 @@ class SAMPromptDecoder(nn.Module):
         sparse, dense = self.prompt_encoder(points, boxes, mask)
         return self.mask_decoder(image_embedding, self.prompt_encoder.dense_positions(),
                                  sparse, dense, multimask_output)
+
+
+class SAM(SAMPromptDecoder):
+    """A whole SAM: image encoder (:class:`sfp.vfm.sam.SAMImageEncoder`), prompt encoder and
+    mask decoder, with a released checkpoint's key names."""
+
+    def __init__(self, image_encoder: nn.Module, prompt_encoder: Optional[SAMPromptEncoder] = None,
+                 mask_decoder: Optional[SAMMaskDecoder] = None):
+        super().__init__(prompt_encoder, mask_decoder)
+        self.image_encoder = image_encoder
+
+    @classmethod
+    def from_state_dict(cls, state_dict: StateDict) -> SAM:
+        """All three parts shaped like a whole SAM state dict, its weights loaded."""
+        from .sam import build_sam_image_encoder
+
+        encoder = build_sam_image_encoder(state_dict)
+        decoder = SAMPromptDecoder.from_state_dict(state_dict, encoder.input_size,
+                                                   encoder.patch_size)
+        model = cls(encoder, decoder.prompt_encoder, decoder.mask_decoder)
+        return model.to(next(encoder.parameters()).dtype).eval().requires_grad_(False)
+
+
+def load_sam(name_or_path: Union[str, Path], device: Union[str, torch.device, None] = None,
+             dtype: Union[str, torch.dtype, None] = None) -> SAM:
+    """A whole SAM from a name ('sam_vit_b', 'sam_vit_l', 'sam_vit_h': downloaded once) or a
+    checkpoint file with the released key names, on ``device`` in ``dtype`` ('fp64', a
+    torch dtype; default float32).  A missing file, or a file of another family, is a
+    one-line error (never random weights)."""
+    from ..clip.loader import precision_dtype
+    from .sam import load_sam_state_dict
+
+    model = SAM.from_state_dict(load_sam_state_dict(name_or_path))
+    return model.to(device=device, dtype=precision_dtype(dtype or torch.float32))
