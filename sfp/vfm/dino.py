@@ -121,6 +121,7 @@ class DINOVisionTransformer(nn.Module):
         eps: LayerNorm epsilon (1e-6).
     """
 
+    family = 'DINO'
     num_prefix_tokens = 1
     mean = IMAGENET_MEAN
     std = IMAGENET_STD

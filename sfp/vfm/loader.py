@@ -61,22 +61,23 @@ def describe_vfm_state_dict(state_dict: StateDict) -> Optional[str]:
 
 def resolve_vfm_checkpoint(name_or_path: Union[str, Path],
                            download_root: Optional[Union[str, Path]] = None,
-                           progress: bool = True) -> Path:
+                           progress: bool = True, argument: str = 'vfm_path') -> Path:
     """Path of a VFM's weights file: a name of :func:`available_vfms` (downloaded into
-    the cache if needed) or a local file."""
+    the cache if needed) or a local file; ``argument`` names what the caller's user set,
+    for messages."""
     name = str(name_or_path)
     published = _published()
     if name in published:
         weights = published[name][1]
         root = Path(download_root).expanduser() if download_root else cache_dir()
         return cached_download(name, weights.url, root / weights.filename, weights.sha256,
-                               progress, argument='vfm_path')
+                               progress, argument=argument)
     path = Path(name).expanduser()
     if path.is_file():
         return path
     if path.is_dir():
         raise CheckpointNotFoundError(
-            f'{path} is a folder; vfm_path takes one weights file ({_VFM_FILE_EXAMPLE}) or a '
+            f'{path} is a folder; {argument} takes one weights file ({_VFM_FILE_EXAMPLE}) or a '
             f'name: {", ".join(published)}')
     if looks_like_path(name):
         raise CheckpointNotFoundError(
@@ -86,7 +87,7 @@ def resolve_vfm_checkpoint(name_or_path: Union[str, Path],
     if name in available_models():
         raise UnknownModelError(
             f'{name!r} is a CLIP model name, not a vision foundation model: give it as '
-            f'clip_path, and as vfm_path one of {", ".join(published)} or a VFM file')
+            f'clip_path, and as {argument} one of {", ".join(published)} or a VFM file')
     raise UnknownModelError(
         f'unknown VFM {name!r}{did_you_mean(name, list(published))}; known: '
         f'{", ".join(published)}. To use a local checkpoint instead, pass its path (there '
@@ -115,6 +116,25 @@ def build_vfm(state_dict: StateDict, source: str = 'the state dict') -> nn.Modul
     raise CheckpointError(
         f'{source} is not a VFM checkpoint this code reads (towers: {known}); its keys are '
         f'e.g. {", ".join(list(state_dict)[:3])}. Expected {_VFM_FILE_EXAMPLE}')
+
+
+def read_vfm_state_dict(name_or_path: Union[str, Path], tower: type,
+                        download_root: Optional[Union[str, Path]] = None,
+                        progress: bool = True, argument: str = 'vfm_path') -> StateDict:
+    """The state dict of a checkpoint of one VFM family (``tower``, a class of
+    :data:`sfp.registry.VFM_TOWERS`), by name or file; a file of another family is a
+    one-line error saying what it is."""
+    path = resolve_vfm_checkpoint(name_or_path, download_root, progress, argument)
+    state_dict = read_state_dict(path, example=_VFM_FILE_EXAMPLE)
+    if not tower.recognises(state_dict):
+        what = describe_vfm_state_dict(state_dict) or (
+            'CLIP' if is_clip_state_dict(state_dict) else None)
+        family = tower.family
+        raise CheckpointError(
+            f'{path} is a {what} checkpoint, not a {family} one ({argument})' if what else
+            f'{path} is not a {family} checkpoint ({argument}): its keys are e.g. '
+            f'{", ".join(list(state_dict)[:3])}')
+    return state_dict
 
 
 def load_vfm(name_or_path: Union[str, Path], device: Union[str, torch.device] = 'cpu',
