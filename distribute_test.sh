@@ -5,7 +5,7 @@
 #   bash distribute_test.sh [extra tools/test.py options]
 # Environment: GPUS (processes per node; default: all visible GPUs, at least 1), NNODES (1),
 #              NODE_RANK (0), MASTER_ADDR (127.0.0.1), MASTER_PORT (29500), BENCHMARKS
-#              (subset), DATA_DIR, CLIP_PATH, VFM_PATH, WORK_DIR, METHODS, PROTOCOL
+#              (subset), DATA_DIR, CLIP_PATH, VFM_PATH, SAM_PATH, WORK_DIR, METHODS, PROTOCOL
 #              (tools/dist/benchmarks.sh).
 # Multi-node: run the same command on every node with its NODE_RANK and the rank-0
 # node's MASTER_ADDR.

@@ -2,7 +2,8 @@
 # Evaluate on all eight benchmarks: one run per GPU in parallel when several GPUs are
 # visible, one after another otherwise; then print and save the summary table.
 #   bash multi_test.sh [extra tools/test.py options]
-# Environment: DATA_DIR, CLIP_PATH, VFM_PATH, WORK_DIR, METHODS, PROTOCOL (tools/dist/benchmarks.sh);
+# Environment: DATA_DIR, CLIP_PATH, VFM_PATH, SAM_PATH, WORK_DIR, METHODS, PROTOCOL
+#              (tools/dist/benchmarks.sh);
 #              BENCHMARKS to run a subset, e.g. BENCHMARKS="voc21 ade20k".
 # The SFP paper's Table 1, every method under its protocol:
 #   PROTOCOL=paper METHODS="clip maskclip cliptrase clearclip sclip naclip proxyclip sfp" bash multi_test.sh

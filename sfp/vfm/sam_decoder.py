@@ -19,28 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sam import LayerNorm2d
+
 StateDict = Dict[str, torch.Tensor]
-
-
-class LayerNorm2d(nn.Module):
-    """SAM's channel LayerNorm of (B, C, H, W) maps: statistics over dim 1.
-
-    A 3-D input is normalised over its dim 1 as well, which for an unbatched (C, H, W) map
-    is its rows, not its channels; segment_anything does the same, and Trident passes its
-    mask prompts unbatched (reproduced: see :meth:`SAMPromptEncoder.embed_mask`).
-    """
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
 class RandomFourierEncoding(nn.Module):
@@ -123,9 +104,9 @@ class SAMPromptEncoder(nn.Module):
 
     def embed_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """A mask prompt (B, 1, 4h, 4w) -> (B, C, h, w).  A (1, 4h, 4w) mask is taken as one
-        unbatched image, as segment_anything's convolutions take it: its LayerNorm2d then
-        normalises over rows (Trident's prompts); the result (C, h, w) broadcasts over the
-        prompts."""
+        unbatched image, as segment_anything's convolutions take it; its LayerNorm2d, which
+        takes statistics over dim 1, then normalises over rows, not channels (Trident's
+        prompts, reproduced); the result (C, h, w) broadcasts over the prompts."""
         return self.mask_downscaling(mask)
 
     def forward(self, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,

@@ -1,0 +1,301 @@
+"""Trident against its release's golden outputs (float64; tiny CLIP, DINO ViT/16 and SAM; the
+three post-processing cases) through the VOC21 config; SAM's guidance and mask prompt by
+the release's formulas written out here; batching, purification and every benchmark
+config on the tiny weights."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmseg.registry import DATASETS, MODELS
+from mmseg.structures import SegDataSample
+
+import sfp
+from sfp.methods import TridentEncoder, sam_guidance
+from sfp.models import postprocess_logits
+from sfp.vfm import SAM, load_vfm
+
+from .conftest import (
+    REPO,
+    SHARED,
+    TINY_CKPT,
+    TINY_DINO,
+    TINY_SAM,
+    assert_batch_equals_single,
+)
+
+GOLDEN_FILE = SHARED / 'golden' / 'vfm' / 'trident.pt'
+TINY_DINO16 = SHARED / 'golden' / 'vfm' / 'tiny_dino_vit16.pth'
+MEAN = torch.tensor([122.771, 116.746, 104.094], dtype=torch.float64).view(3, 1, 1)
+STD = torch.tensor([68.501, 66.632, 70.323], dtype=torch.float64).view(3, 1, 1)
+TOL = 1e-9
+BENCHMARKS = ('voc21', 'context60', 'coco_object', 'voc20', 'context59', 'coco_stuff164k',
+              'cityscapes', 'ade20k')
+needs_golden = pytest.mark.skipif(not GOLDEN_FILE.is_file(),
+                                  reason='needs ../shared/golden/vfm (the Trident golden)')
+
+
+def config(benchmark):
+    return Config.fromfile(str(REPO / 'configs' / 'trident' / f'trident_vit-b16_{benchmark}.py'))
+
+
+@pytest.fixture(scope='module')
+def golden():
+    return torch.load(GOLDEN_FILE, weights_only=False)
+
+
+@pytest.fixture(scope='module')
+def tiny_sam():
+    return SAM.from_state_dict(torch.load(TINY_SAM, weights_only=True))
+
+
+@pytest.fixture(scope='module')
+def trident(golden, tiny_sam):
+    """The VOC21 config in float64 on the golden's tiny weights.  Each image is encoded once
+    for the three cases (they differ only after the encoder): ``encode_image`` is memoised
+    per file, and the refinement follows the case's settings when it is called."""
+    cfg = config('voc21')
+    params = golden['cases'][0]['params']
+    encoder = cfg.model.encoder
+    assert (cfg.model.logit_scale, cfg.model.prob_thd, cfg.model.slide_crop,
+            cfg.model.slide_stride) == (params['logit_scale'], params['prob_thd'],
+                                        params['slide_crop'], params['slide_stride'])
+    assert {k: encoder[k] for k in ('beta', 'gamma', 'cos_fac', 'refine_neg_cos',
+                                    'coarse_thresh', 'minimal_area', 'sam_mask_coff',
+                                    'sam_iou_thresh', 'sam_refinement')} == {
+        k: params[k] for k in ('beta', 'gamma', 'cos_fac', 'refine_neg_cos', 'coarse_thresh',
+                               'minimal_area', 'sam_mask_coff', 'sam_iou_thresh',
+                               'sam_refinement')}
+    assert cfg.model.vfm_path == params['vfm_hub'][1] and cfg.model.sam_path == 'sam_vit_b'
+    cfg.model.update(clip_path=str(TINY_CKPT), vfm_path=str(TINY_DINO16), sam_path=tiny_sam,
+                     device='cpu', precision='fp64', return_probs=True)
+    seg = MODELS.build(cfg.model)
+    encode, done = seg.encoder.encode_image, {}
+
+    def encode_once(image, meta=None):
+        if meta['img_path'] not in done:
+            done[meta['img_path']] = encode(image, meta)
+        out, trace, refine = done[meta['img_path']]
+        return out, trace, refine if seg.refine_on else None
+
+    seg.encoder.encode_image = encode_once
+    seg.refine_on = True
+    return seg
+
+
+def image_input(resized):
+    return (resized.flip(0).double() - MEAN) / STD
+
+
+def close(a, b, tol=TOL):
+    return (torch.as_tensor(a) - torch.as_tensor(b)).abs().max().item() <= tol
+
+
+@needs_golden
+def test_release_outputs_are_reproduced(trident, golden):
+    seg = trident
+    first = golden['cases'][0]
+    assert seg.query_idx.tolist() == list(first['query_idx'])
+    assert close(seg.query_features, first['query_features'])
+    assert sfp.clip.loader.file_sha256(TINY_SAM) == golden['sam_weights_sha256']
+    for case in golden['cases']:
+        params = case['params']
+        seg.refine_on = params['sam_refinement']
+        seg.encoder.refinement.sam_iou_thresh = params['sam_iou_thresh']
+        for i, im in enumerate(case['images']):
+            shared = first['images'][i]
+            x = image_input(shared['resized'])
+            meta = dict(ori_shape=tuple(im['ori_shape']), img_path=str(SHARED / 'data' /
+                                                                         im['file']))
+            out, trace, _ = seg.encoder.encode_image(x, meta)
+            if case is first:
+                check_encoder(out, trace, shared)
+            for thd, key in ((0.2, 'pred'), (0.0, 'pred_no_thd')):
+                seg.prob_thd = thd
+                pred = seg.predict(x[None], [SegDataSample(metainfo=meta)])[0]
+                assert torch.equal(pred.pred_sem_seg.data[0], im[key].long()), (case['name'], key)
+                refine = im.get('refine' if thd else 'refine_no_thd')
+                if refine is not None and refine['merged']:
+                    yx = im['sample_yx']
+                    assert close(pred.seg_logits.data[:, yx[:, 0], yx[:, 1]].t(),
+                                 refine['refined_logits_at_samples'])
+        seg.prob_thd = params['prob_thd']
+
+
+def check_encoder(out, trace, image):
+    """The extras of the golden's first case: DINO, the proxy attention, the splice, SAM's
+    view, the guidance and the features."""
+    assert list(trace.clip_shape) == image['processed_shape']
+    assert [list(b) for b in trace.boxes] == [list(b) for b in image['crop_boxes']]
+    vfm = trace.vfm_features
+    assert close(vfm[0][image['crop0_vfm_idx']], image['crop0_vfm_feats'], 1e-12)
+    unit = F.normalize(vfm, dim=-1)
+    assert close((unit @ unit.transpose(1, 2)).mean(), image['dino_sim_mean'], 1e-12)
+    assert close(trace.window_outputs[0][image['crop0_vfm_idx']], image['crop0_custom_out'])
+    assert list(trace.spliced.shape) == image['splice_shape']
+    assert close(trace.spliced.flatten(1).t()[image['splice_idx']], image['splice_v'])
+    view = trace.sam[0]
+    assert (list(view.rounded_size), list(view.input_size), list(view.grid)) == (
+        image['sam_tmp_shape'], image['sam_input_size'], image['sam_valid_hw'])
+    assert close(view.values.transpose(0, 1)[image['sam_idx']], image['sam_v'])
+    rows, cols = view.grid
+    neck = view.embedding[0, :, :rows, :cols].flatten(1).t()
+    assert close(neck[image['sam_idx']], image['sam_neck'])
+    assert close(view.attention[:, image['sam_rows']], image['sam_attn_rows'])
+    assert close(trace.thresholds[0], image['sam_thresh'])
+    assert close(trace.guidance[0][image['sam_rows']], image['guidance_rows'])
+    assert out.grid == view.grid
+    assert close(out.features[0][image['features_idx']], image['features'])
+
+
+@needs_golden
+def test_logits_and_the_refinement_steps(trident, golden):
+    """Logits at the golden's sample pixels; each refinement's regions, prompts, SAM's IoU
+    and low-resolution logits (cases 1 and 3; with prob_thd 0.2 and 0)."""
+    seg = trident
+    seg.refine_on = True
+    for case in golden['cases'][::2]:
+        seg.encoder.refinement.sam_iou_thresh = case['params']['sam_iou_thresh']
+        for i, im in enumerate(case['images']):
+            x = image_input(golden['cases'][0]['images'][i]['resized'])
+            meta = dict(ori_shape=tuple(im['ori_shape']), img_path=str(SHARED / 'data' /
+                                                                         im['file']))
+            logits = seg.inference(x[None], [meta])[0]
+            yx = im['sample_yx']
+            assert close(logits[:, yx[:, 0], yx[:, 1]].t(),
+                         golden['cases'][0]['images'][i]['logits_at_samples'])
+            _, trace, _ = seg.encoder.encode_image(x, meta)
+            for thd, key in ((0.2, 'refine'), (0.0, 'refine_no_thd')):
+                probs, labels = postprocess_logits(logits, seg.query_idx, seg.num_classes,
+                                                   seg.logit_scale, thd)
+                _, _, done = seg.encoder.refinement.refine(seg.encoder.sam, trace.sam[0],
+                                                           tuple(im['ori_shape']), probs, labels)
+                check_refinement(done, im[key])
+
+
+def check_refinement(done, expected):
+    assert list(done.down_shape) == expected['down_shape']
+    assert done.n_unknown == expected['n_unknown_down']
+    assert done.mask_input_nonzero == expected['mask_input_nonzero']
+    assert (done.merged, done.failed_merge) == (expected['merged'], expected['failed_merge'])
+    assert len(done.regions) == len(expected['regions'])
+    points, boxes = torch.cat(done.sam_points), torch.cat(done.sam_boxes)
+    for k, (region, want) in enumerate(zip(done.regions, expected['regions'])):
+        assert (region.cls, int(region.mask.sum()), list(region.box), list(region.point)) == (
+            want['cls'], want['n_pixels'], [int(v) for v in want['box']], want['point'])
+        assert abs(region.score - want['score']) <= TOL
+        assert abs(region.sam_iou - want['sam_iou']) <= TOL
+        assert (region.sam_iou > 0.8 if not done.merged else True)
+        assert close(points[k], want['sam_point']) and close(boxes[k], want['sam_box'])
+    low_res = torch.cat(done.low_res).flatten(1)[:, expected['lowres_idx']]
+    assert close(low_res, expected['sam_lowres'])
+
+
+def test_sam_guidance_by_the_release_formula():
+    gen = torch.Generator().manual_seed(3)
+    attention = torch.rand(2, 30, 30, generator=gen, dtype=torch.float64).softmax(-1)
+    values = torch.randn(2, 30, 8, generator=gen, dtype=torch.float64)
+    for cos_fac, refine_neg in ((1.2, True), (3.0, False), (0.0, True)):
+        weights, threshold = sam_guidance(attention, values, cos_fac, refine_neg)
+        unit = values / values.norm(dim=-1, keepdim=True)
+        sim = unit @ unit.transpose(1, 2)
+        t = cos_fac * sim.sum(dim=(0, 2)) / (2 * 30)
+        if not refine_neg:
+            t[t < 0] = 0.6
+        t[t > 0.9] = 0.9
+        kept = (attention * (sim > t[None, :, None])).mean(0)
+        assert close(threshold, t, 1e-14)
+        assert close(weights, kept / kept.sum(-1, keepdim=True), 1e-14)
+
+
+def test_unbatched_mask_prompt_is_normalised_over_rows(tiny_sam):
+    """Trident's mask prompt (1, 256, 256) goes through SAM's downscaling unbatched: the
+    first LayerNorm2d takes its statistics over rows (dim 1 of (C, H, W)), as released."""
+    downscale = tiny_sam.prompt_encoder.mask_downscaling.double()
+    mask = torch.rand(1, 256, 256, generator=torch.Generator().manual_seed(4),
+                      dtype=torch.float64)
+    conv = downscale[0](mask)  # (4, 128, 128)
+    mean, var = conv.mean(1, keepdim=True), conv.var(1, unbiased=False, keepdim=True)
+    norm = downscale[1]
+    by_rows = (conv - mean) / (var + norm.eps).sqrt() * norm.weight[:, None, None] \
+        + norm.bias[:, None, None]
+    assert close(downscale[1](conv), by_rows, 1e-14)
+    dense = tiny_sam.prompt_encoder.embed_mask(mask)
+    assert dense.shape == (16, 64, 64)
+    assert not close(dense, tiny_sam.prompt_encoder.embed_mask(mask[None])[0], 1e-6)
+
+
+@pytest.fixture(scope='module')
+def small_trident(tiny_sam):
+    """The VOC21 config in float64 on the tiny CLIP, DINO ViT/8 (its grid twice CLIP's:
+    the splice at ratio 2) and SAM, with a two-class vocabulary."""
+    model = config('voc21').model
+    model.update(clip_path=str(TINY_CKPT), vfm_path=str(TINY_DINO), sam_path=tiny_sam,
+                 device='cpu', precision='fp64', return_probs=True,
+                 name_path=[['sky'], ['tree'], ['person']], templates=['{}'],
+                 text_cache=False, slide_crop=112, slide_stride=64)
+    return MODELS.build(model)
+
+
+def test_batched_prediction_equals_single_images(small_trident):
+    gen = torch.Generator().manual_seed(5)
+    images = [torch.randn(3, 150, 200, generator=gen, dtype=torch.float64),
+              torch.randn(3, 128, 176, generator=gen, dtype=torch.float64)]
+    assert_batch_equals_single(small_trident, images, [(150, 200), (128, 176)])
+
+
+def test_purification_acts_on_the_windows(small_trident, tiny_sam):
+    purified = MODELS.build(dict(
+        type='SFPSegmentor', clip_path=str(TINY_CKPT), vfm_path=small_trident.encoder.vfm,
+        sam_path=tiny_sam, device='cpu', precision='fp64', name_path=[['sky'], ['tree']],
+        templates=['{}'], text_cache=False, slide_crop=112, slide_stride=64,
+        encoder=dict(type='trident'), purify=True, pm='L2'))
+    crops = torch.randn(3, 3, 112, 112, generator=torch.Generator().manual_seed(6),
+                        dtype=torch.float64)
+    walk, _, outputs, grid = purified.encoder.window_outputs(crops)
+    plain = small_trident.encoder.window_outputs(crops)
+    assert grid == (14, 14) and walk.outliers is not None and walk.outliers.positions(0)
+    assert not close(outputs, plain[2], 1e-6)
+    out = purified.predict(crops[0][None, :, :100, :])[0]
+    assert out.pred_sem_seg.data.shape == (1, 100, 112)
+
+
+@pytest.mark.parametrize('benchmark', BENCHMARKS)
+def test_every_config_builds_and_segments(benchmark, tiny_sam):
+    cfg = config(benchmark)
+    dino = load_vfm(TINY_DINO)
+    cfg.model.update(clip_path=str(TINY_CKPT), vfm_path=dino, sam_path=tiny_sam,
+                     device='cpu', templates=['{}'], text_cache=False, return_probs=True)
+    seg = MODELS.build(cfg.model)
+    assert isinstance(seg.encoder, TridentEncoder) and seg.encoder.refinement is not None
+    assert seg.num_classes == len(DATASETS.get(cfg.test_dataloader.dataset.type)
+                                  .METAINFO['classes'])
+    assert seg.encoder.split_halves == (benchmark == 'cityscapes')
+    image = torch.randn(3, 120, 250, generator=torch.Generator().manual_seed(2))
+    out = seg.predict(image[None])[0]
+    assert out.pred_sem_seg.data.shape == (1, 120, 250)
+    assert int(out.pred_sem_seg.data.max()) < seg.num_classes
+    assert out.seg_logits.data.shape == (seg.num_classes, 120, 250)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(encoder=dict(type='trident'), vfm_path=str(TINY_DINO)),
+     "TridentEncoder reads SAM: set sam_path"),
+    (dict(sam_path=str(TINY_SAM)), r'sam_path is set, but SFPEncoder reads no SAM '
+                                   r'\(methods that do: trident\)'),
+    (dict(encoder=dict(type='trident'), vfm_path=str(TINY_DINO), sam_path=str(TINY_SAM),
+          slide_crop=100), 'slide_crop and slide_stride must be positive multiples of 16'),
+])
+def test_sam_argument_mistakes(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sfp.SFPSegmentor(str(TINY_CKPT), [['sky'], ['tree']], device='cpu', templates=['{}'],
+                         text_cache=False, **kwargs)
+
+
+def test_test_tool_sets_sam_path():
+    from sfp.evaluation import build_test_config
+    path = REPO / 'configs' / 'trident' / 'trident_vit-b16_ade20k.py'
+    cfg = build_test_config(path, sam_path=str(TINY_SAM), vfm_path=str(TINY_DINO))
+    assert (cfg.model.sam_path, cfg.model.vfm_path) == (str(TINY_SAM), str(TINY_DINO))
+    assert build_test_config(path).model.sam_path == 'sam_vit_b'
+    assert np.isclose(cfg.model.encoder.coarse_thresh, 0.05)
