@@ -35,6 +35,24 @@ needs_golden = pytest.mark.skipif(not GOLDEN_FILE.is_file(),
                                   reason='needs ../shared/golden/vfm (the Trident golden)')
 
 
+@pytest.fixture(scope='module', autouse=True)
+def sam_views_once():
+    """SAM's view of a picture is computed once per SAM and picture in this module (it does
+    not depend on the config, the batch or the case): SAM's encoder runs at 1024 x 1024
+    whatever the image, and is most of a prediction's time on the tiny weights."""
+    original, seen = TridentEncoder.sam_view, {}
+
+    def once(self, rgb):
+        key = (id(self.sam), rgb.shape, hash(rgb.tobytes()), self.sam.image_encoder.pos_embed.dtype)
+        if key not in seen:
+            seen[key] = original(self, rgb)
+        return seen[key]
+
+    TridentEncoder.sam_view = once
+    yield
+    TridentEncoder.sam_view = original
+
+
 def config(benchmark):
     return Config.fromfile(str(REPO / 'configs' / 'trident' / f'trident_vit-b16_{benchmark}.py'))
 
@@ -88,7 +106,8 @@ def image_input(resized):
 
 
 def close(a, b, tol=TOL):
-    return (torch.as_tensor(a) - torch.as_tensor(b)).abs().max().item() <= tol
+    a, b = (torch.as_tensor(v, dtype=torch.float64) for v in (a, b))
+    return (a - b).abs().max().item() <= tol
 
 
 @needs_golden
@@ -185,7 +204,6 @@ def check_refinement(done, expected):
             want['cls'], want['n_pixels'], [int(v) for v in want['box']], want['point'])
         assert abs(region.score - want['score']) <= TOL
         assert abs(region.sam_iou - want['sam_iou']) <= TOL
-        assert (region.sam_iou > 0.8 if not done.merged else True)
         assert close(points[k], want['sam_point']) and close(boxes[k], want['sam_box'])
     low_res = torch.cat(done.low_res).flatten(1)[:, expected['lowres_idx']]
     assert close(low_res, expected['sam_lowres'])
@@ -256,8 +274,6 @@ def test_purification_acts_on_the_windows(small_trident, tiny_sam):
     plain = small_trident.encoder.window_outputs(crops)
     assert grid == (14, 14) and walk.outliers is not None and walk.outliers.positions(0)
     assert not close(outputs, plain[2], 1e-6)
-    out = purified.predict(crops[0][None, :, :100, :])[0]
-    assert out.pred_sem_seg.data.shape == (1, 100, 112)
 
 
 @pytest.mark.parametrize('benchmark', BENCHMARKS)
@@ -265,8 +281,10 @@ def test_every_config_builds_and_segments(benchmark, tiny_sam):
     cfg = config(benchmark)
     dino = load_vfm(TINY_DINO)
     cfg.model.update(clip_path=str(TINY_CKPT), vfm_path=dino, sam_path=tiny_sam,
-                     device='cpu', templates=['{}'], text_cache=False, return_probs=True)
+                     device='cpu', templates=['{}'], text_cache=False, return_probs=True,
+                     purify=benchmark == 'voc20', pm='L2')
     seg = MODELS.build(cfg.model)
+    assert (seg.encoder.detector is not None) == (benchmark == 'voc20')
     assert isinstance(seg.encoder, TridentEncoder) and seg.encoder.refinement is not None
     assert seg.num_classes == len(DATASETS.get(cfg.test_dataloader.dataset.type)
                                   .METAINFO['classes'])

@@ -69,8 +69,8 @@ def sam_input_image(rgb: np.ndarray, patch: int, image_size: int) -> Tuple[np.nd
         rgb = cv2.resize(rgb, (rounded[1], rounded[0]), interpolation=cv2.INTER_LINEAR)
     target = longest_side_shape(*rounded, image_size)
     if target != rounded:
-        rgb = np.asarray(Image.fromarray(rgb).resize((target[1], target[0]),
-                                                     Image.Resampling.BILINEAR))
+        rgb = np.array(Image.fromarray(rgb).resize((target[1], target[0]),
+                                                   Image.Resampling.BILINEAR))
     return rgb, rounded
 
 
@@ -228,7 +228,7 @@ class TridentEncoder(ProxyCLIPEncoder):
         size = encoder.input_size
         picture, rounded = sam_input_image(rgb, self.visual.patch_size, size)
         param = encoder.pos_embed
-        x = torch.from_numpy(np.ascontiguousarray(picture)).to(param.device, param.dtype)
+        x = torch.from_numpy(np.array(picture)).to(param.device, param.dtype)
         mean = torch.tensor(SAM_PIXEL_MEAN, dtype=torch.float64).to(x)
         std = torch.tensor(SAM_PIXEL_STD, dtype=torch.float64).to(x)
         x = ((x - mean) / std).permute(2, 0, 1)
