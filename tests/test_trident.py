@@ -317,3 +317,31 @@ def test_test_tool_sets_sam_path():
     assert (cfg.model.sam_path, cfg.model.vfm_path) == (str(TINY_SAM), str(TINY_DINO))
     assert build_test_config(path).model.sam_path == 'sam_vit_b'
     assert np.isclose(cfg.model.encoder.coarse_thresh, 0.05)
+
+
+def test_analysis_shows_the_sam_guided_attention(tiny_sam):
+    """compare_last_block_attention: Trident's map is its SAM-guided aggregation weights on
+    SAM's grid (sam_guidance on SAM's view of the crop, rebuilt from the model input); the
+    map of a CLIP patch averages the rows of the SAM cells it covers."""
+    import math
+
+    from sfp.analysis import compare_last_block_attention, method_segmentors
+    from sfp.datasets import read_image
+    from sfp.methods.trident import input_to_rgb
+
+    from .test_analysis import IMAGE
+    segmentors = method_segmentors(['trident'], clip_path=str(TINY_CKPT), device='cpu',
+                                   precision='fp32', vfm_path=str(TINY_DINO), sam_path=tiny_sam)
+    comparison = compare_last_block_attention(segmentors, read_image(IMAGE))
+    attention = comparison.methods['trident']
+    assert comparison.grid == (14, 14) and attention.grid == (64, 64)
+    assert not attention.has_cls
+    crop = torch.from_numpy(comparison.crop[..., ::-1].copy()).permute(2, 0, 1).double()
+    view = segmentors['trident'].encoder.sam_view(input_to_rgb((crop - MEAN) / STD))
+    expected, _ = sam_guidance(view.attention, view.values, 1.2, True)
+    assert close(attention.weights[0], expected, 1e-5)
+    rows = range(8 * 64 // 14, math.ceil(9 * 64 / 14))
+    cols = range(3 * 64 // 14, math.ceil(4 * 64 / 14))
+    cells = [r * 64 + c for r in rows for c in cols]
+    assert close(comparison.query_maps(8, 3)['trident'], expected[cells].mean(0).view(64, 64),
+                 1e-5)

@@ -386,3 +386,14 @@ def load_sam(name_or_path: Union[str, Path], device: Union[str, torch.device, No
 
     model = SAM.from_state_dict(load_sam_state_dict(name_or_path))
     return model.to(device=device, dtype=precision_dtype(dtype or torch.float32))
+
+
+def random_sam(name: str = 'sam_vit_b', seed: int = 0) -> SAM:
+    """A SAM of a released architecture with random weights (the image encoder as
+    :func:`sfp.vfm.random_vfm` makes it; the released prompt encoder and mask decoder shape,
+    PyTorch's default initialisation from ``seed``), for measuring speed and memory."""
+    from .loader import random_vfm
+
+    encoder = random_vfm(name, seed)
+    torch.manual_seed(seed)
+    return SAM(encoder).eval().requires_grad_(False)
