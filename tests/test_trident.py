@@ -336,8 +336,10 @@ def test_analysis_shows_the_sam_guided_attention(tiny_sam):
     attention = comparison.methods['trident']
     assert comparison.grid == (14, 14) and attention.grid == (64, 64)
     assert not attention.has_cls
-    crop = torch.from_numpy(comparison.crop[..., ::-1].copy()).permute(2, 0, 1).double()
-    view = segmentors['trident'].encoder.sam_view(input_to_rgb((crop - MEAN) / STD))
+    crop = torch.from_numpy(comparison.crop.copy()).permute(2, 0, 1).double()
+    rgb = input_to_rgb((crop - MEAN) / STD)
+    assert np.array_equal(rgb, comparison.crop)  # the model input turned back into pixels
+    view = segmentors['trident'].encoder.sam_view(rgb)
     expected, _ = sam_guidance(view.attention, view.values, 1.2, True)
     assert close(attention.weights[0], expected, 1e-5)
     rows = range(8 * 64 // 14, math.ceil(9 * 64 / 14))
