@@ -114,15 +114,14 @@ def test_mode_settings_follow_the_model_bases(benchmark):
 WINDOWS = dict(clip=('slide 448/224', 1), maskclip=('slide 448/224', 1),
                clearclip=('slide 448/224', 1), proxyclip=('slide 336/112', 1),
                **{'naclip@whole+pamr': ('whole', 1), 'floor/proxyclip': ('slide 336/112', 1),
-                  'resclip@whole': ('whole', 1), 'trident': ('slide 336/224', 1),
-                  'floor/trident': ('slide 336/224', 1)})
+                  'resclip@whole': ('whole', 1), 'trident': ('slide 336/224', 1)})
 
 
 @pytest.mark.parametrize('mode', ['floor', 'release', 'sfp', 'clip', 'maskclip', 'clearclip',
                                   'sclip', 'naclip', 'naclip+pamr', 'naclip@whole+pamr',
                                   'scclip', 'cliptrase', 'proxyclip', 'floor/proxyclip',
                                   'resclip', 'resclip@whole', 'cass', 'floor/cass',
-                                  'trident', 'floor/trident'])
+                                  'trident'])
 def test_every_mode_measures_on_the_tiny_model(benchmark, mode):
     cfg = dict(mode=mode, size=(288, 224), backbone=str(TINY_CKPT), vfm=str(TINY_DINO),
                sam=str(TINY_SAM), random=False, device='cpu', precision='fp32', images=1,
