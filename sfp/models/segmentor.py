@@ -211,12 +211,17 @@ class SFPSegmentor(BaseSegmentor):
         # Fail on a bad class file before loading CLIP.
         classes = load_vocabulary(name_path, allow_duplicate_names)
         if encoder_type.uses_vfm:
-            parts.update(vfm=_vfm_tower(vfm_path, encoder_type, device, dtype))
+            parts.update(vfm=_tower(
+                vfm_path, load_vfm, f'{encoder_type.__name__} reads a vision foundation model: '
+                f"set vfm_path (a name such as 'dino_vitb8', a checkpoint file or a loaded "
+                f'tower)', device, dtype))
         elif vfm_path is not None:
             raise ValueError(f'vfm_path is set, but {encoder_type.__name__} reads no vision '
                              f'foundation model (methods that do: {", ".join(vfm_methods())})')
         if encoder_type.uses_sam:
-            parts.update(sam=_sam_model(sam_path, encoder_type, device, dtype))
+            parts.update(sam=_tower(
+                sam_path, load_sam, f"{encoder_type.__name__} reads SAM: set sam_path (a name "
+                f"such as 'sam_vit_b', a checkpoint file or a loaded SAM)", device, dtype))
         elif sam_path is not None:
             raise ValueError(f'sam_path is set, but {encoder_type.__name__} reads no SAM '
                              f'(methods that do: {", ".join(sam_methods())})')
@@ -607,41 +612,32 @@ def _release_knobs(encoder_type: type, **knobs: Optional[float]) -> dict:
     return {}
 
 
+def _methods_with(flag: str) -> List[str]:
+    """Short names of the registered methods whose encoder class sets ``flag``."""
+    return sorted(name for name, cls in ENCODERS.module_dict.items()
+                  if getattr(cls, flag) and name[:1].islower())
+
+
 def sam_methods() -> List[str]:
     """Short names of the registered methods that read SAM."""
-    return sorted(name for name, cls in ENCODERS.module_dict.items()
-                  if cls.uses_sam and name[:1].islower())
-
-
-def _sam_model(sam_path: Union[str, Path, nn.Module, None], encoder_type: type,
-               device: torch.device, dtype: torch.dtype) -> nn.Module:
-    """The SAM an encoder reads: loaded from a name or file, or a loaded SAM moved (in
-    place, so that segmentors sharing it keep sharing it) to the device and precision."""
-    if sam_path is None:
-        raise ValueError(f"{encoder_type.__name__} reads SAM: set sam_path (a name such as "
-                         f"'sam_vit_b', a checkpoint file or a loaded SAM)")
-    if isinstance(sam_path, nn.Module):
-        return sam_path.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return load_sam(sam_path, device=device, dtype=dtype)
+    return _methods_with('uses_sam')
 
 
 def vfm_methods() -> List[str]:
     """Short names of the registered methods that read a vision foundation model."""
-    return sorted(name for name, cls in ENCODERS.module_dict.items()
-                  if cls.uses_vfm and name[:1].islower())
+    return _methods_with('uses_vfm')
 
 
-def _vfm_tower(vfm_path: Union[str, Path, nn.Module, None], encoder_type: type,
-               device: torch.device, dtype: torch.dtype) -> nn.Module:
-    """The VFM an encoder reads: loaded from a name or file, or a loaded tower moved (in
-    place, so that segmentors sharing it keep sharing it) to the device and precision."""
-    if vfm_path is None:
-        raise ValueError(f'{encoder_type.__name__} reads a vision foundation model: set '
-                         f"vfm_path (a name such as 'dino_vitb8', a checkpoint file or a "
-                         f'loaded tower)')
-    if isinstance(vfm_path, nn.Module):
-        return vfm_path.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return load_vfm(vfm_path, device=device, dtype=dtype)
+def _tower(path: Union[str, Path, nn.Module, None], load: Callable, missing: str,
+           device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """A second model an encoder reads (a VFM, SAM): loaded from a name or file, or a loaded
+    one moved (in place, so that segmentors sharing it keep sharing it) to the device and
+    precision; ``missing`` is the error without one."""
+    if path is None:
+        raise ValueError(missing)
+    if isinstance(path, nn.Module):
+        return path.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return load(path, device=device, dtype=dtype)
 
 
 def _cache_key(text_cache: Union[bool, str, Path], checkpoint: Optional[Path]) -> Optional[Path]:
