@@ -8,7 +8,9 @@ Methods (SFP and the baselines) are image encoders in ``ENCODERS``, built from a
 segmentor's ``encoder=dict(type=...)``; the parts an encoder is assembled from
 (mitigation, enhancer, integrator) are in ``ENCODER_PARTS`` so that configs can give
 them as dicts.  Vision foundation models read beside CLIP (DINO ...) are tower classes
-in ``VFM_TOWERS``, which the VFM loader tries in turn on a checkpoint's keys.
+in ``VFM_TOWERS``, which the VFM loader tries in turn on a checkpoint's keys; every
+family of weights (CLIP's and the VFMs') is in ``WEIGHT_FAMILIES``, which tells a file's
+family from its keys (:mod:`sfp.weights`).
 """
 from mmengine.registry import Registry
 
@@ -16,6 +18,7 @@ OUTLIER_DETECTORS = Registry('outlier detector', locations=['sfp.models.detector
 ENCODERS = Registry('encoder', locations=['sfp.methods'])
 ENCODER_PARTS = Registry('encoder part', locations=['sfp.models'])
 VFM_TOWERS = Registry('vfm tower', locations=['sfp.vfm'])
+WEIGHT_FAMILIES = Registry('weights family', locations=['sfp.clip', 'sfp.vfm'])
 
 
 def registered_type(registry: Registry, name: str, what: str, argument: str = '') -> type:

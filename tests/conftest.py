@@ -16,6 +16,7 @@ FIXTURES = REPO / 'tests' / 'fixtures'
 SHARED = REPO.parent / 'shared'
 TINY_CKPT = FIXTURES / 'tiny_clip_state_dict.pt'
 TINY_DINO = FIXTURES / 'tiny_dino_vit8.pth'  # DINO's key names, ViT/8, 4 blocks
+TINY_DINOV2 = FIXTURES / 'tiny_dinov2_vit14.pth'  # DINOv2's key names, 4 registers
 TINY_SAM = FIXTURES / 'tiny_sam_vitb.pth'  # a whole SAM, released key names, width 128
 CLASSNAMES = REPO / 'configs' / 'classnames'
 MEAN = torch.tensor([122.771, 116.746, 104.094]).view(3, 1, 1)

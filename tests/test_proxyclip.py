@@ -249,20 +249,26 @@ def test_proxy_attention_by_hand():
     assert torch.equal(uniform[0], torch.eye(5, dtype=torch.float64))
 
 
-@pytest.mark.parametrize('benchmark', BENCHMARKS)
-def test_every_config_builds_and_segments(benchmark):
-    cfg = Config.fromfile(str(REPO / 'configs' / 'proxyclip' /
-                              f'proxyclip_vit-b16_{benchmark}.py'))
-    cfg.model.update(clip_path=str(TINY_CKPT), vfm_path=str(TINY_DINO), device='cpu',
+def config_segments(name, vfm, size=(120, 250)):
+    """The ProxyCLIP config ``name`` on the tiny CLIP and ``vfm`` (a file or a tower) in
+    float32 segments a random image into its dataset's classes; returns the segmentor."""
+    cfg = Config.fromfile(str(REPO / 'configs' / 'proxyclip' / f'{name}.py'))
+    cfg.model.update(clip_path=str(TINY_CKPT), vfm_path=vfm, device='cpu',
                      templates=['{}'], text_cache=False)
     seg = MODELS.build(cfg.model)
     assert isinstance(seg.encoder, ProxyCLIPEncoder)
     assert seg.num_classes == len(DATASETS.get(cfg.test_dataloader.dataset.type)
                                   .METAINFO['classes'])
-    image = torch.randn(3, 120, 250, generator=torch.Generator().manual_seed(2))
+    image = torch.randn(3, *size, generator=torch.Generator().manual_seed(2))
     out = seg.predict(image[None])[0]
-    assert out.pred_sem_seg.data.shape == (1, 120, 250)
+    assert out.pred_sem_seg.data.shape == (1, *size)
     assert int(out.pred_sem_seg.data.max()) < seg.num_classes
+    return seg
+
+
+@pytest.mark.parametrize('benchmark', BENCHMARKS)
+def test_every_config_builds_and_segments(benchmark):
+    config_segments(f'proxyclip_vit-b16_{benchmark}', str(TINY_DINO))
 
 
 def test_the_vfm_is_loaded_once_and_shared(proxyclip):

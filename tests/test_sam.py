@@ -29,6 +29,14 @@ def channels(values):
     return torch.tensor(values, dtype=torch.float64).view(3, 1, 1)
 
 
+def vfm_input(image) -> torch.Tensor:
+    """Crop 0 of a golden image as the release gives it to its VFM (1, 3, h, w)."""
+    pixels = (image['resized'].flip(0).double() - MEAN) / STD  # stored BGR
+    y1, y2, x1, x2 = image['crop0_box']
+    rgb = pixels[None, :, y1:y2, x1:x2] * channels(CLIP_01[1]) + channels(CLIP_01[0])
+    return (rgb - channels(IMAGENET[0])) / channels(IMAGENET[1])
+
+
 @pytest.fixture(scope='module')
 def sam_state():
     return load_sam_state_dict(TINY_SAM)
@@ -43,7 +51,7 @@ def test_architecture_is_read_from_the_keys(encoder, sam_state):
     assert {k.split('.')[0] for k in sam_state} == {
         'image_encoder', 'prompt_encoder', 'mask_decoder'}
     assert (encoder.width, encoder.num_heads, encoder.num_blocks, encoder.global_blocks,
-            encoder.input_size, encoder.fixed_grid) == (128, 2, 4, (1, 3), 1024, (64, 64))
+            encoder.input_size) == (128, 2, 4, (1, 3), 1024)
     assert [block.window for block in encoder.blocks] == [14, 0, 14, 0]
     assert encoder.neck[0].out_channels == 16
     # Strict load: every image_encoder key, nothing else.
@@ -52,16 +60,13 @@ def test_architecture_is_read_from_the_keys(encoder, sam_state):
 
 
 def test_matches_segment_anything_on_a_grid_not_a_multiple_of_its_window(encoder):
-    """Crop 0 of the golden's first image (336 x 336), which ``patch_tokens`` stretches to
-    1024 x 1024 as ProxyCLIP does: the neck's features at the golden's 1024 pinned
-    positions."""
+    """Crop 0 of the golden's first image (336 x 336) stretched to 1024 x 1024 as ProxyCLIP
+    does: the neck's features at the golden's 1024 pinned positions."""
     golden = torch.load(GOLDEN, weights_only=False)['cases'][0]['images'][0]
-    image = (golden['resized'].flip(0).double() - MEAN) / STD  # BGR as stored
-    y1, y2, x1, x2 = golden['crop0_box']
-    rgb = image[None, :, y1:y2, x1:x2] * channels(CLIP_01[1]) + channels(CLIP_01[0])
-    view = (rgb - channels(IMAGENET[0])) / channels(IMAGENET[1])
-    tokens = encoder.patch_tokens(view)[0]
-    assert [tokens.shape[1], *encoder.grid_size(336, 336)] == golden['crop0_vfm_shape'] == \
+    stretched = F.interpolate(vfm_input(golden), size=(1024, 1024), mode='bilinear',
+                              align_corners=False)
+    tokens = encoder.patch_tokens(stretched)[0]
+    assert [tokens.shape[1], *encoder.grid_size(1024, 1024)] == golden['crop0_vfm_shape'] == \
         [16, 64, 64]
     assert (tokens[golden['crop0_vfm_idx']] - golden['crop0_vfm_feats']).abs().max() <= 1e-12
 
@@ -113,8 +118,8 @@ def test_names_and_files(sam_state, tmp_path):
         load_sam_state_dict(TINY_DINO)
     with pytest.raises(CheckpointError, match='is a CLIP checkpoint, not a SAM one'):
         load_sam_state_dict(TINY_CKPT)
-    with pytest.raises(CheckpointError, match='is a SAM ViT .* vision foundation model, '
-                                              'not a CLIP'):
+    with pytest.raises(CheckpointError, match=r'is a SAM ViT \(width 128\) checkpoint, not '
+                                              'a CLIP one: give it as vfm_path'):
         load(TINY_SAM)
     with pytest.raises(CheckpointError, match='no VFM checkpoint at .*missing.pth'):
         load_sam_state_dict(tmp_path / 'missing.pth')

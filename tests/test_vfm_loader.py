@@ -78,15 +78,14 @@ def test_missing_file_and_folder(tmp_path):
 def test_clip_and_dino_files_in_each_others_place():
     with pytest.raises(clip.CheckpointError,
                        match=r'tiny_dino_vit8.pth is a DINO ViT \(width 128, patch 8\) '
-                             r'checkpoint, a vision foundation model, not a CLIP: give it as '
-                             r'vfm_path'):
+                             r'checkpoint, not a CLIP one: give it as vfm_path'):
         clip.load(TINY_DINO)
     with pytest.raises(clip.CheckpointError,
                        match='tiny_clip_state_dict.pt is a CLIP checkpoint, not a vision '
-                             'foundation model: give it as clip_path'):
+                             'foundation model: give a CLIP as clip_path'):
         load_vfm(TINY_CKPT)
     # The same through the segmentor's arguments.
-    with pytest.raises(clip.CheckpointError, match='not a CLIP: give it as vfm_path'):
+    with pytest.raises(clip.CheckpointError, match='not a CLIP one: give it as vfm_path'):
         SFPSegmentor(str(TINY_DINO), str(CLASSNAMES / 'cls_voc21.txt'), device='cpu')
 
 
@@ -110,7 +109,7 @@ def test_damaged_and_foreign_files(tmp_path, dino_state):
         load_vfm(tmp_path / 'partial.pth')
     torch.save({'encoder.weight': torch.zeros(2)}, tmp_path / 'other.pth')
     with pytest.raises(clip.CheckpointError,
-                       match='other.pth is not a VFM checkpoint this code reads .*encoder.weight'):
+                       match='other.pth is not a vision foundation model .*encoder.weight'):
         load_vfm(tmp_path / 'other.pth')
 
 

@@ -1,10 +1,13 @@
 """CLIP for SFP: the CLIP ViT architecture, tokenizer and checkpoint loader (OpenAI, Hugging
 Face transformers and open_clip checkpoints)."""
-from .errors import (
+from ..weights import (
+                     PRECISIONS,
                      CheckpointError,
                      CheckpointNotFoundError,
                      ChecksumMismatchError,
                      UnknownModelError,
+                     cache_dir,
+                     precision_dtype,
 )
 from .formats import (
                      ACCEPTED_FORMATS,
@@ -15,12 +18,9 @@ from .formats import (
 )
 from .loader import (
                      ARCHITECTURES,
-                     PRECISIONS,
                      available_models,
                      build_model,
-                     cache_dir,
                      load,
-                     precision_dtype,
                      random_model,
                      resolve_checkpoint,
 )

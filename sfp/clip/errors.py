@@ -1,17 +1,8 @@
-"""Errors raised while finding, downloading and reading CLIP checkpoints."""
-
-
-class CheckpointError(RuntimeError):
-    """A CLIP checkpoint cannot be found, fetched or read."""
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """No checkpoint at the given path, and none could be downloaded."""
-
-
-class ChecksumMismatchError(CheckpointError):
-    """A file's sha256 differs from the one published for the model."""
-
-
-class UnknownModelError(CheckpointError, ValueError):
-    """A model name that is neither a known CLIP model nor an existing file."""
+"""Errors raised while finding, downloading and reading checkpoints: those of
+:mod:`sfp.weights`, shared by every tower family, named here for CLIP's users."""
+from ..weights import (  # noqa: F401
+    CheckpointError,
+    CheckpointNotFoundError,
+    ChecksumMismatchError,
+    UnknownModelError,
+)

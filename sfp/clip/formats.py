@@ -16,13 +16,14 @@ refused by name, never ignored.
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 import torch
 
-from .errors import CheckpointError
+from ..registry import WEIGHT_FAMILIES
+from ..weights import CheckpointError, weights_family, wrong_family_error
+from ..weights import read_state_dict as read_weights
 from .model import ACTIVATIONS, CLIPConfig, infer_config
 
 OPEN_CLIP_CONFIG = 'open_clip_config.json'
@@ -51,41 +52,10 @@ CLIP_FILE_EXAMPLE = "a TorchScript archive like OpenAI's ViT-B-16.pt"
 
 
 def read_state_dict(path: Union[str, Path], example: str = CLIP_FILE_EXAMPLE) -> StateDict:
-    """Weights of a TorchScript archive, a ``.safetensors`` file or a ``torch.save``-d
-    state dict (possibly under ``state_dict``/``model``, keys possibly prefixed with
-    ``module.``), on the CPU.  ``example`` names the kind of file expected, for the
-    error a damaged file gets."""
-    path = Path(path)
-    try:
-        if path.suffix == '.safetensors':
-            state_dict = _read_safetensors(path)
-        elif zipfile.is_zipfile(path) and any(
-                '/code/' in n for n in zipfile.ZipFile(path).namelist()):
-            state_dict = torch.jit.load(str(path), map_location='cpu').state_dict()
-        else:
-            state_dict = torch.load(path, map_location='cpu', weights_only=True)
-    except CheckpointError:
-        raise
-    except Exception as err:  # torch raises many types for damaged files
-        # torch's own text is advice for trusted pickles (weights_only=False) or about its
-        # zip reader; neither helps here, so say what the file is not, in our words.
-        with open(path, 'rb') as f:
-            zipped = f.read(4) == b'PK\x03\x04'  # torch.save and TorchScript write zips
-        found = ('a zip archive that is not a whole checkpoint (a truncated download?)'
-                 if zipped else 'neither a zip archive nor a tensor file')
-        raise CheckpointError(
-            f'cannot read {path}: it is damaged or not a checkpoint; it is {found}. Expected '
-            f'{example}, a .safetensors file or a state dict saved by torch.save. Download '
-            f'it again or give another file') from err
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(state_dict, dict) and isinstance(state_dict.get(wrapper), dict):
-            state_dict = state_dict[wrapper]
-    if not isinstance(state_dict, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise CheckpointError(f'{path} holds a {type(state_dict).__name__}, not a state dict '
-                              f'of tensors. Accepted: {ACCEPTED_FORMATS}')
-    if state_dict and all(k.startswith('module.') for k in state_dict):  # DDP training
-        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    """The weights of a checkpoint file (:func:`sfp.weights.read_state_dict`), without the
+    entries of OpenAI's TorchScript archives that are not weights.  ``example`` names the
+    kind of file expected, for the error a damaged file gets."""
+    state_dict = read_weights(path, example)
     return {k: v for k, v in state_dict.items() if k not in _NON_WEIGHT_KEYS}
 
 
@@ -95,6 +65,21 @@ def is_clip_state_dict(state_dict: StateDict) -> bool:
     return any(k.startswith(('visual.', 'vision_model.')) for k in state_dict)
 
 
+@WEIGHT_FAMILIES.register_module()
+class CLIPWeights:
+    """CLIP's family of weights, for :mod:`sfp.weights` (every format above)."""
+
+    family = 'CLIP'
+
+    @classmethod
+    def recognises(cls, state_dict: StateDict) -> bool:
+        return is_clip_state_dict(state_dict)
+
+    @classmethod
+    def describe(cls, state_dict: StateDict) -> str:
+        return 'CLIP'
+
+
 def same_weights(state_dict: StateDict, other: StateDict) -> bool:
     """Whether two state dicts hold the same tensors under the same names (entries that are
     not weights aside), as two reads of one checkpoint do."""
@@ -102,16 +87,6 @@ def same_weights(state_dict: StateDict, other: StateDict) -> bool:
                      for sd in (state_dict, other))
     return first.keys() == second.keys() and all(
         v.dtype == second[k].dtype and torch.equal(v, second[k]) for k, v in first.items())
-
-
-def _read_safetensors(path: Path) -> StateDict:
-    try:
-        from safetensors.torch import load_file
-    except ImportError as err:
-        raise CheckpointError(
-            f'{path} is a .safetensors file; reading it needs the safetensors package: '
-            f'pip install safetensors (or pip install "sfp[hub]")') from err
-    return load_file(str(path), device='cpu')
 
 
 def _read_json(path: Path) -> dict:
@@ -199,16 +174,11 @@ def read_checkpoint(path: Union[str, Path], activation: Optional[str] = None
 
 
 def _refuse_vision_foundation_model(state_dict: StateDict, path: Path) -> None:
-    """A clear error for a VFM checkpoint (DINO ...) given where a CLIP is expected."""
-    if is_clip_state_dict(state_dict):
-        return
-    from ..vfm.loader import describe_vfm_state_dict  # sfp.vfm builds on sfp.clip
-
-    what = describe_vfm_state_dict(state_dict)
-    if what:
-        raise CheckpointError(
-            f'{path} is a {what} checkpoint, a vision foundation model, not a CLIP: give it '
-            f'as vfm_path (methods that read one: ProxyCLIP, CASS) and a CLIP as clip_path')
+    """A clear error for a VFM checkpoint (DINO, SAM ...) given where a CLIP is expected."""
+    if not is_clip_state_dict(state_dict) and weights_family(state_dict):
+        raise wrong_family_error(
+            path, state_dict, 'a CLIP one', 'give it as vfm_path (a vision foundation model, read '
+            'by ProxyCLIP, CASS ...) and a CLIP as clip_path')
 
 
 # -- Hugging Face transformers ------------------------------------------------------------

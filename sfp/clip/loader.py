@@ -11,23 +11,21 @@ read from the weights' shapes, so any ViT size works.
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Dict, Optional, Union
 
 import torch
 from tqdm import tqdm
 
-from ..utils import atomic_write_text
-from .errors import (
+from ..weights import (
     CheckpointError,
     CheckpointNotFoundError,
-    ChecksumMismatchError,
     UnknownModelError,
+    cache_dir,
+    cached_download,
+    file_sha256,
+    looks_like_path,
+    precision_dtype,
 )
 from .formats import (
     HF_CONFIG,
@@ -59,10 +57,6 @@ ARCHITECTURES: Dict[str, CLIPConfig] = {
     'ViT-L/14': CLIPConfig(768, 224, 24, 1024, 14, 77, 49408, 768, 12, 12),
 }
 
-PRECISIONS: Dict[str, torch.dtype] = {
-    'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16,
-    'fp64': torch.float64}
-
 HF_HUB_PREFIX = 'hf-hub:'
 
 
@@ -77,36 +71,6 @@ def model_url(name: str) -> str:
     return f'{_BASE_URL}/{sha256}/{filename}'
 
 
-def cache_dir() -> Path:
-    """Where downloaded checkpoints live: ``$SFP_CACHE`` or ``~/.cache/clip``."""
-    return Path(os.environ.get('SFP_CACHE') or Path.home() / '.cache' / 'clip').expanduser()
-
-
-def precision_dtype(precision: Union[str, torch.dtype]) -> torch.dtype:
-    """'fp32' | 'fp16' | 'bf16' | 'fp64' (or a torch dtype among those) -> dtype."""
-    if isinstance(precision, torch.dtype) and precision in PRECISIONS.values():
-        return precision
-    if precision in PRECISIONS:
-        return PRECISIONS[precision]
-    raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
-
-
-def file_sha256(path: Union[str, Path]) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def looks_like_path(name: str) -> bool:
-    """Whether a missing checkpoint argument was meant as a file (a weights suffix, a path
-    start, or an existing parent folder) rather than a model name."""
-    path = Path(name).expanduser()
-    return (path.suffix in ('.pt', '.pth', '.bin', '.safetensors') or name[:1] in './~'
-            or (path.parent != Path('.') and path.parent.is_dir()))
-
-
 def checkpoint_sha256(name_or_path: Union[str, Path]) -> Optional[str]:
     """The sha256 of the weights an OpenAI model name stands for (the published one) or of
     a local file; None for anything else (hub names, folders, missing files)."""
@@ -115,82 +79,6 @@ def checkpoint_sha256(name_or_path: Union[str, Path]) -> Optional[str]:
         return _MODELS[name][0]
     path = Path(name).expanduser()
     return file_sha256(path) if path.is_file() else None
-
-
-def download(url: str, target: Path, sha256: Optional[str], progress: bool = True) -> str:
-    """Download ``url`` to ``target`` through a temporary file, checking its sha256 (None:
-    not published, not checked); returns the file's sha256.
-
-    The target appears only once complete and verified; a failed or mismatching
-    download leaves nothing behind.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=target.name + '.', suffix='.part', dir=target.parent)
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(url, timeout=60) as source:
-            total = int(source.headers.get('Content-Length') or 0) or None
-            with tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024,
-                      desc=f'Downloading {target.name}', disable=not progress) as bar:
-                for chunk in iter(lambda: source.read(1 << 20), b''):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        got = digest.hexdigest()
-        if sha256 is not None and got != sha256:
-            raise ChecksumMismatchError(
-                f'downloaded {url} but its sha256 is {got}, expected {sha256}; the transfer '
-                f'was corrupted or the server sent another file. Nothing was kept; try again.')
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return got
-
-
-def recorded_sha256_path(target: Path) -> Path:
-    """Where the sha256 of a downloaded file whose digest is not published is recorded."""
-    return target.with_name(target.name + '.sha256')
-
-
-def cached_download(name: str, url: str, target: Path, sha256: Optional[str],
-                    progress: bool = True, argument: str = 'clip_path') -> Path:
-    """The published file of model ``name`` at ``target`` (in the cache), downloaded from
-    ``url`` on first use.
-
-    A file already there is verified against ``sha256``.  Where no digest is published
-    (None), the first file is trusted: its sha256 is recorded beside it
-    (``<file>.sha256``) and later uses verify against that record.  Offline, the error
-    says which file to place where; ``argument`` names the argument that takes a path
-    instead.
-    """
-    record = recorded_sha256_path(target)
-    if target.is_file():
-        got = file_sha256(target)
-        expected = sha256 or (record.read_text().strip() if record.is_file() else None)
-        if expected is None:
-            atomic_write_text(record, got + '\n')
-        elif got != expected:
-            origin = (f'{name} is published with sha256 {expected}' if sha256 else
-                      f'it had sha256 {expected} when first used (recorded in {record})')
-            raise ChecksumMismatchError(
-                f'{target} has sha256 {got}, but {origin}: it is incomplete or another '
-                f'file. It was left untouched; move it away to download {name} again, or '
-                f'pass its path as {argument}.')
-        return target
-    try:
-        got = download(url, target, sha256, progress)
-    except (urllib.error.URLError, OSError) as err:
-        if isinstance(err, ChecksumMismatchError):
-            raise
-        raise CheckpointNotFoundError(
-            f'{name} is not in the cache and could not be downloaded from {url} '
-            f'({getattr(err, "reason", err)}). Without network, fetch that file on another '
-            f'machine and place it at {target} (or set $SFP_CACHE, or pass the file path as '
-            f'{argument}).') from err
-    if sha256 is None:
-        atomic_write_text(record, got + '\n')
-    return target
 
 
 def resolve_checkpoint(name_or_path: Union[str, Path], download_root: Optional[Union[str, Path]]

@@ -1,9 +1,11 @@
 """ProxyCLIP (Lan et al., ECCV 2024, arXiv 2408.04883), release mc-lan/ProxyCLIP@e7b767f.
 
-CLIP's last block attends with a vision foundation model's (VFM: DINO ViT-B/8) patch
-similarities instead of its own q-k: the "proxy attention".  Each crop is also given to
-the VFM; the attention runs on the VFM's grid (42 x 42 for a 336 crop at patch 8), CLIP's
-values are resized to it, and the patch features come out on that grid.
+CLIP's last block attends with a vision foundation model's (VFM: DINO ViT-B/8, DINOv2
+ViT-B/14 with registers or SAM ViT-B's image encoder) patch similarities instead of its own
+q-k: the "proxy attention".  Each crop is also given to the VFM; the attention runs on the
+VFM's grid (for a 336 crop: DINO 42 x 42, DINOv2 24 x 24, SAM 64 x 64 as it reads every crop
+stretched to 1024 x 1024), CLIP's values are resized to it, and the patch features come
+out on that grid.
 """
 from __future__ import annotations
 
@@ -103,19 +105,34 @@ class ProxyCLIPEncoder(MethodEncoder):
     def logit_stride(self) -> int:
         return self.vfm.patch_size
 
+    @property
+    def fixed_grid(self) -> Optional[Tuple[int, int]]:
+        """The grid of a VFM that reads one input size (SAM: 64 x 64 for every crop)."""
+        size = getattr(self.vfm, 'input_size', None)
+        return None if size is None else self.vfm.grid_size(size, size)
+
+    def vfm_input_size(self, height: int, width: int) -> Tuple[int, int]:
+        """The size the VFM reads a crop at: its own, or the crop's."""
+        size = getattr(self.vfm, 'input_size', None)
+        return (height, width) if size is None else (size, size)
+
     def working_set(self, height: int, width: int) -> int:
         """CLIP's walk, the VFM's blocks (its attention materialised), and the proxy
         attention's N' x N' matrices (similarity, scores, mask, weights) on its grid."""
-        rows, cols = self.vfm.grid_size(height, width)
+        rows, cols = self.vfm.grid_size(*self.vfm_input_size(height, width))
         n = rows * cols + self.vfm.num_prefix_tokens
         vfm = n * self.vfm.width * 12 + 2 * self.vfm.num_heads * n * n
         return super().working_set(height, width) + vfm + 4 * n * n
 
     def vfm_features(self, images: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """(B, 3, H, W) CLIP-normalised crops -> the VFM's patch features (B, I*J, C)
-        and its grid (I, J)."""
+        and its grid (I, J).  A VFM with an input size of its own (SAM: 1024 x 1024) reads
+        the crops stretched to it (bilinear, no antialias), as the release feeds SAM."""
         view = vfm_view(images, self.vfm.mean, self.vfm.std)
-        return self.vfm.patch_tokens(view), self.vfm.grid_size(*images.shape[-2:])
+        size = self.vfm_input_size(*images.shape[-2:])
+        if size != tuple(images.shape[-2:]):
+            view = F.interpolate(view, size=size, mode='bilinear', align_corners=False)
+        return self.vfm.patch_tokens(view), self.vfm.grid_size(*size)
 
     def attention(self, images: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """The proxy attention (B, I*J, I*J) of crops, and the VFM grid (I, J)."""

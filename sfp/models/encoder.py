@@ -193,6 +193,12 @@ class MethodEncoder(nn.Module):
         whose features sit on another grid says so here)."""
         return self.visual.patch_size
 
+    @property
+    def fixed_grid(self) -> Optional[Tuple[int, int]]:
+        """The output grid (rows, cols) of a method whose grid does not depend on the crop's
+        size (None: ``logit_stride``-pixel cells)."""
+        return None
+
     def working_set(self, height: int, width: int) -> int:
         """An estimate, in elements, of one crop's peak working memory: tokens and MLP
         activations of a block, the materialised attention of a block, the N x N

@@ -56,28 +56,28 @@ class SlidingWindowLayout:
 
     @classmethod
     def build(cls, height: int, width: int, crop: int, stride: int, cell: int,
-              pad_to: int = 0) -> SlidingWindowLayout:
+              pad_to: int = 0, fixed_grid: Optional[Tuple[int, int]] = None
+              ) -> SlidingWindowLayout:
         """A window's logits sit on a grid of ``cell``-pixel cells (the patch size, or a
-        method's own output stride).  Without ``pad_to`` the patch convolution drops a
-        window's remainder pixels; with it a window is zero-padded to a multiple of
-        ``pad_to`` pixels (ClearCLIP's release: the patch size; ProxyCLIP's: 56), the
-        floor half of the padding before it and the rest after."""
+        method's own output stride), or on ``fixed_grid`` (rows, cols) whatever the
+        window's size (ProxyCLIP with SAM: 64 x 64).  Without ``pad_to`` the patch
+        convolution drops a window's remainder pixels; with it a window is zero-padded to
+        a multiple of ``pad_to`` pixels (ClearCLIP's release: the patch size; ProxyCLIP's:
+        56), the floor half of the padding before it and the rest after."""
         rows, cols = window_spans(height, crop, stride), window_spans(width, crop, stride)
-        if not pad_to:
-            return cls(height, width, tuple(rows), tuple(cols),
-                       tuple((e - s) // cell for s, e in rows),
-                       tuple((e - s) // cell for s, e in cols))
 
         def pads(spans: List[Span]) -> Tuple[Span, ...]:
-            total = [-(e - s) % pad_to for s, e in spans]
+            total = [-(e - s) % pad_to if pad_to else 0 for s, e in spans]
             return tuple((p // 2, p - p // 2) for p in total)
 
-        def cells(spans: List[Span]) -> Tuple[int, ...]:
-            return tuple((e - s + before + after) // cell
+        def cells(spans: List[Span], fixed: Optional[int]) -> Tuple[int, ...]:
+            return tuple(fixed or (e - s + before + after) // cell
                          for (s, e), (before, after) in zip(spans, pads(spans)))
 
-        return cls(height, width, tuple(rows), tuple(cols), cells(rows), cells(cols),
-                   pads(rows), pads(cols))
+        fixed_rows, fixed_cols = fixed_grid or (None, None)
+        return cls(height, width, tuple(rows), tuple(cols), cells(rows, fixed_rows),
+                   cells(cols, fixed_cols), pads(rows) if pad_to else None,
+                   pads(cols) if pad_to else None)
 
     @property
     def canvas_shape(self) -> Tuple[int, int]:

@@ -336,7 +336,8 @@ class SFPSegmentor(BaseSegmentor):
         stride = self.encoder.logit_stride
         pad_to = stride if self.pad_crops is True else int(self.pad_crops)
         layouts = [SlidingWindowLayout.build(*img.shape[-2:], self.slide_crop, self.slide_stride,
-                                             stride, pad_to) for img in images]
+                                             stride, pad_to, self.encoder.fixed_grid)
+                   for img in images]
         contexts = self.image_contexts(images)
         canvases = [img.new_zeros((self.num_queries, *layout.canvas_shape),
                                   dtype=self.compute_dtype)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip.model import LayerNorm, resize_patch_pos_embed
-from ..registry import VFM_TOWERS
+from ..registry import VFM_TOWERS, WEIGHT_FAMILIES
 from .interface import PublishedVFM
 
 #: ImageNet's normalisation, DINO's own pipeline (on 0..1 RGB).
@@ -42,11 +42,11 @@ DINO_MODELS = {
                                'dino_vitbase8_pretrain.pth', dict(_VIT_B, patch_size=8)),
 }
 # Keys every DINO ViT checkpoint has; DINOv2's also have these, plus LayerScale and
-# (``_reg`` models) registers, which this tower does not implement.
-_DINO_KEYS = ('cls_token', 'pos_embed', 'patch_embed.proj.weight', 'blocks.0.attn.qkv.weight',
+# (``_reg`` models) registers: :mod:`sfp.vfm.dinov2`.
+DINO_KEYS = ('cls_token', 'pos_embed', 'patch_embed.proj.weight', 'blocks.0.attn.qkv.weight',
               'norm.weight')
-_DINOV2_KEYS = ('blocks.0.ls1.gamma', 'register_tokens', 'mask_token')
-_SIZES = {384: 'S', 768: 'B', 1024: 'L'}
+DINOV2_KEYS = ('blocks.0.ls1.gamma', 'register_tokens', 'mask_token')
+VIT_SIZES = {384: 'S', 768: 'B', 1024: 'L'}
 
 
 class Attention(nn.Module):
@@ -105,6 +105,7 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
 
 
+@WEIGHT_FAMILIES.register_module()
 @VFM_TOWERS.register_module()
 class DINOVisionTransformer(nn.Module):
     """DINO's ViT backbone (no projection head); it honours
@@ -122,6 +123,7 @@ class DINOVisionTransformer(nn.Module):
     """
 
     family = 'DINO'
+    block_class = Block
     num_prefix_tokens = 1
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
@@ -139,19 +141,20 @@ class DINOVisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(
             torch.zeros(1, (input_resolution // patch_size) ** 2 + 1, width))
-        self.blocks = nn.ModuleList([Block(width, heads, mlp_width, eps) for _ in range(depth)])
+        self.blocks = nn.ModuleList([self.block_class(width, heads, mlp_width, eps)
+                                     for _ in range(depth)])
         self.norm = LayerNorm(width, eps=eps)
 
     @classmethod
     def recognises(cls, state_dict: Dict[str, torch.Tensor]) -> bool:
-        return (all(k in state_dict for k in _DINO_KEYS)
-                and not any(k in state_dict for k in _DINOV2_KEYS))
+        return (all(k in state_dict for k in DINO_KEYS)
+                and not any(k in state_dict for k in DINOV2_KEYS))
 
     @classmethod
     def describe(cls, state_dict: Dict[str, torch.Tensor]) -> str:
         width = state_dict['cls_token'].shape[-1]
         patch = state_dict['patch_embed.proj.weight'].shape[-1]
-        size = _SIZES.get(width)
+        size = VIT_SIZES.get(width)
         return f'DINO ViT-{size}/{patch}' if size else f'DINO ViT (width {width}, patch {patch})'
 
     @classmethod

@@ -30,7 +30,7 @@ class PublishedVFM:
         architecture: the tower's constructor arguments for these weights (a random
             tower of the same shape, for speed measurements, is built from them).
         sha256: the file's digest where the authors publish one; None: recorded on first
-            download and verified on later uses (see :func:`sfp.clip.loader.cached_download`).
+            download and verified on later uses (see :func:`sfp.weights.cached_download`).
     """
 
     url: str

@@ -2,12 +2,14 @@
 
 ``load_vfm('dino_vitb8')`` downloads DINO's published ViT-B/8 once into the cache that
 CLIP's downloads use (``$SFP_CACHE``, default ``~/.cache/clip``; same progress bar,
-atomic write and offline message: :func:`sfp.clip.loader.cached_download`).  DINO
+atomic write and offline message: :func:`sfp.weights.cached_download`).  DINO
 publishes no sha256 for its files, so the digest of the first download (or of a file
 placed there by hand) is recorded beside it, ``<file>.sha256``, and every later use is
 verified against that record.  ``load_vfm('/path/x.pth')`` reads a local file.  The tower
 class comes from the checkpoint's key names (the classes of
-:data:`sfp.registry.VFM_TOWERS`, DINO's ViT today), its shape from the weights.
+:data:`sfp.registry.VFM_TOWERS`: DINO's ViT, DINOv2's, SAM's image encoder), its shape from
+the weights; the same names work with DINOv2 (``'dinov2_vitb14_reg'``) and SAM
+(``'sam_vit_b'``, whose whole state dict :func:`sfp.vfm.load_sam_state_dict` reads).
 """
 from __future__ import annotations
 
@@ -19,20 +21,24 @@ import torch
 from torch import nn
 
 from ..benchmarks import did_you_mean
-from ..clip.errors import CheckpointError, CheckpointNotFoundError, UnknownModelError
-from ..clip.formats import is_clip_state_dict, read_state_dict
-from ..clip.loader import (
-    available_models,
+from ..clip.loader import available_models
+from ..registry import VFM_TOWERS
+from ..weights import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    UnknownModelError,
     cache_dir,
     cached_download,
     looks_like_path,
     precision_dtype,
+    read_state_dict,
+    wrong_family_error,
 )
-from ..registry import VFM_TOWERS
 from .interface import PublishedVFM
 
 StateDict = Dict[str, torch.Tensor]
-_VFM_FILE_EXAMPLE = "a VFM's released weights such as DINO's dino_vitbase8_pretrain.pth"
+_VFM_FILE_EXAMPLE = ("a VFM's released weights such as DINO's dino_vitbase8_pretrain.pth or "
+                     "SAM's sam_vit_b_01ec64.pth")
 
 
 def _published() -> Dict[str, Tuple[type, PublishedVFM]]:
@@ -108,14 +114,10 @@ def build_vfm(state_dict: StateDict, source: str = 'the state dict') -> nn.Modul
             dtype = functools.reduce(torch.promote_types, (
                 v.dtype for v in state_dict.values() if v.is_floating_point()), torch.float32)
             return model.to(dtype)
-    if is_clip_state_dict(state_dict):
-        raise CheckpointError(
-            f'{source} is a CLIP checkpoint, not a vision foundation model: give it as '
-            f'clip_path, and as vfm_path a VFM ({", ".join(available_vfms())} or its file)')
-    known = ', '.join(VFM_TOWERS.module_dict)
-    raise CheckpointError(
-        f'{source} is not a VFM checkpoint this code reads (towers: {known}); its keys are '
-        f'e.g. {", ".join(list(state_dict)[:3])}. Expected {_VFM_FILE_EXAMPLE}')
+    raise wrong_family_error(
+        source, state_dict, 'a vision foundation model',
+        f'give a CLIP as clip_path, and as vfm_path a VFM ({", ".join(available_vfms())} or '
+        f'{_VFM_FILE_EXAMPLE})')
 
 
 def read_vfm_state_dict(name_or_path: Union[str, Path], tower: type,
@@ -127,13 +129,9 @@ def read_vfm_state_dict(name_or_path: Union[str, Path], tower: type,
     path = resolve_vfm_checkpoint(name_or_path, download_root, progress, argument)
     state_dict = read_state_dict(path, example=_VFM_FILE_EXAMPLE)
     if not tower.recognises(state_dict):
-        what = describe_vfm_state_dict(state_dict) or (
-            'CLIP' if is_clip_state_dict(state_dict) else None)
-        family = tower.family
-        raise CheckpointError(
-            f'{path} is a {what} checkpoint, not a {family} one ({argument})' if what else
-            f'{path} is not a {family} checkpoint ({argument}): its keys are e.g. '
-            f'{", ".join(list(state_dict)[:3])}')
+        raise wrong_family_error(
+            path, state_dict, f'a {tower.family} one',
+            f'{argument} takes one of {", ".join(tower.published)} or a {tower.family} file')
     return state_dict
 
 

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip.model import LayerNorm
-from ..registry import VFM_TOWERS
-from .dino import IMAGENET_MEAN, IMAGENET_STD
+from ..registry import VFM_TOWERS, WEIGHT_FAMILIES
+from .dino import IMAGENET_MEAN, IMAGENET_STD, PatchEmbed
 from .interface import PublishedVFM
 
 StateDict = Dict[str, torch.Tensor]
@@ -243,24 +243,20 @@ class LayerNorm2d(nn.Module):
                 + self.bias.to(compute)[:, None, None]).to(x.dtype)
 
 
-class PatchEmbed(nn.Module):
-    def __init__(self, patch_size: int, width: int):
-        super().__init__()
-        self.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
-
-
+@WEIGHT_FAMILIES.register_module()
 @VFM_TOWERS.register_module()
 class SAMImageEncoder(nn.Module):
     """SAM's ViT image encoder; parameter names are a released checkpoint's
     ``image_encoder.`` keys without the prefix.  For the VFM loader it offers
     :class:`sfp.vfm.interface.VFMFormat` (names in :data:`SAM_MODELS`); for methods,
     ``patch_tokens`` / ``grid_size`` / ``mean`` / ``std`` of
-    :class:`~sfp.vfm.interface.VFMTower` (its blocks take (B, H, W, C) grids, not token
-    sequences, so it is not a drop-in tower for methods that walk a VFM's blocks).
+    :class:`~sfp.vfm.interface.VFMTower`, plus ``input_size`` (its blocks take (B, H, W, C)
+    grids, not token sequences, so it is not a drop-in tower for methods that walk a
+    VFM's blocks).
 
-    Its input is fixed (``input_size``, 1024 x 1024: the positional embedding is not
-    resized); :meth:`patch_tokens` stretches other sizes to it bilinearly, as ProxyCLIP
-    feeds SAM, so every input gives the same ``fixed_grid``.
+    Its input size is fixed (``input_size`` x ``input_size``, 1024: the positional
+    embedding is not resized); how an image is brought to it is the caller's (SAM's own
+    pipeline resizes the longest side and pads; ProxyCLIP stretches each crop).
 
     Args:
         width: token channels (768 for ViT-B).
@@ -292,7 +288,6 @@ class SAMImageEncoder(nn.Module):
         self.num_heads = heads
         self.input_size = input_size
         grid = input_size // patch_size
-        self.fixed_grid = (grid, grid)
         self.patch_embed = PatchEmbed(patch_size, width)
         self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, width))
         self.blocks = nn.ModuleList([
@@ -327,8 +322,7 @@ class SAMImageEncoder(nn.Module):
         return tuple(i for i, block in enumerate(self.blocks) if not block.window)
 
     def grid_size(self, height: int, width: int) -> Tuple[int, int]:
-        """The output grid, the same for every input size (inputs are stretched)."""
-        return self.fixed_grid
+        return height // self.patch_size, width // self.patch_size
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, input_size, input_size) normalised -> (B, grid, grid, C) tokens with the
@@ -360,12 +354,8 @@ class SAMImageEncoder(nn.Module):
         return self.neck(x.permute(0, 3, 1, 2)), attention, v
 
     def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised -> (B, grid * grid, out_channels): any size is first
-        stretched to ``input_size`` x ``input_size`` (bilinear, no antialias), the
-        neck's features flattened row-major."""
-        if tuple(images.shape[-2:]) != (self.input_size, self.input_size):
-            images = F.interpolate(images, size=(self.input_size, self.input_size),
-                                   mode='bilinear', align_corners=False)
+        """(B, 3, input_size, input_size) normalised -> the neck's features flattened
+        row-major, (B, grid * grid, out_channels)."""
         return self(images).flatten(2).transpose(1, 2)
 
 
