@@ -381,7 +381,7 @@ def load_sam(name_or_path: Union[str, Path], device: Union[str, torch.device, No
     checkpoint file with the released key names, on ``device`` in ``dtype`` ('fp64', a
     torch dtype; default float32).  A missing file, or a file of another family, is a
     one-line error (never random weights)."""
-    from ..clip.loader import precision_dtype
+    from ..weights import precision_dtype
     from .sam import load_sam_state_dict
 
     model = SAM.from_state_dict(load_sam_state_dict(name_or_path))
