@@ -7,7 +7,7 @@
 # (--no-resume: everything afresh).
 # Environment: GPUS (processes per node; default: all visible GPUs, at least 1), NNODES (1),
 #              NODE_RANK (0), MASTER_ADDR (127.0.0.1), MASTER_PORT (29500), BENCHMARKS
-#              (subset), DATA_DIR, CLIP_PATH, VFM_PATH, WORK_DIR, METHODS, PROTOCOL
+#              (subset), DATA_DIR, CLIP_PATH, VFM_PATH, SAM_PATH, WORK_DIR, METHODS, PROTOCOL
 #              (tools/dist/benchmarks.sh).
 # Multi-node: run the same command on every node with its NODE_RANK and the rank-0
 # node's MASTER_ADDR.

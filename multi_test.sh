@@ -4,7 +4,8 @@
 #   bash multi_test.sh [extra tools/test.py options]
 # Run again after a kill, it finishes only what is missing (--no-resume: everything
 # afresh); the table shows a benchmark still unfinished as partial done/total.
-# Environment: DATA_DIR, CLIP_PATH, VFM_PATH, WORK_DIR, METHODS, PROTOCOL (tools/dist/benchmarks.sh);
+# Environment: DATA_DIR, CLIP_PATH, VFM_PATH, SAM_PATH, WORK_DIR, METHODS, PROTOCOL
+#              (tools/dist/benchmarks.sh);
 #              BENCHMARKS to run a subset, e.g. BENCHMARKS="voc21 ade20k".
 # The SFP paper's Table 1, every method under its protocol:
 #   PROTOCOL=paper METHODS="clip maskclip cliptrase clearclip sclip naclip proxyclip sfp" bash multi_test.sh

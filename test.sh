@@ -3,7 +3,8 @@
 #   bash test.sh BENCHMARK [extra tools/test.py options]
 #   BENCHMARK: voc21 voc20 context60 context59 coco_object coco_stuff164k cityscapes ade20k
 # Run again after a kill, it goes on from the per-image record (--no-resume: afresh).
-# Environment: DATA_DIR (default data), CLIP_PATH (ViT-B/16), VFM_PATH, WORK_DIR (work_dirs),
+# Environment: DATA_DIR (default data), CLIP_PATH (ViT-B/16), VFM_PATH, SAM_PATH,
+#              WORK_DIR (work_dirs),
 #              METHODS (sfp; several run one after another, e.g. "sfp sclip"),
 #              PROTOCOL (e.g. paper: every method under the SFP paper's protocol).
 set -euo pipefail

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .apis import init_segmentor, method_vfm, prepare_image, segment_images
+from .apis import init_segmentor, method_sam, method_vfm, prepare_image, segment_images
 from .models import (
                      BlockWalk,
                      LastBlockAttentionEncoder,
@@ -346,13 +346,14 @@ def method_segmentors(methods: Sequence[str], clip_path: str = 'ViT-B/16',
                       device: Union[str, torch.device, None] = None,
                       precision: Optional[str] = None,
                       vfm_path: Union[str, nn.Module, None] = None,
+                      sam_path: Union[str, nn.Module, None] = None,
                       **kwargs) -> Dict[str, SFPSegmentor]:
     """A segmentor per method with the settings of its model base (see
     :func:`sfp.apis.method_defaults`), on a two-class vocabulary with one template (the
     analysis reads image features only); ``kwargs`` go to every segmentor.  The methods
-    that read a vision foundation model get ``vfm_path`` (default: their config's), loaded
-    once and shared."""
-    from .vfm import load_vfm
+    that read a vision foundation model get ``vfm_path`` (default: their config's), those
+    that read SAM ``sam_path`` (Trident), each loaded once and shared."""
+    from .vfm import load_sam, load_vfm
 
     settings = dict(templates=['a photo of a {}.'], text_cache=False)
     settings.update(kwargs)
@@ -360,14 +361,16 @@ def method_segmentors(methods: Sequence[str], clip_path: str = 'ViT-B/16',
     built = {}
     for method in methods:
         extra = {}
-        default = method_vfm(method)
-        if default is not None:
-            tower = vfm_path if vfm_path is not None else default
+        for key, default, given, load in (('vfm_path', method_vfm(method), vfm_path, load_vfm),
+                                          ('sam_path', method_sam(method), sam_path, load_sam)):
+            if default is None:
+                continue
+            tower = given if given is not None else default
             if not isinstance(tower, nn.Module):
                 if str(tower) not in towers:
-                    towers[str(tower)] = load_vfm(tower)
+                    towers[str(tower)] = load(tower)
                 tower = towers[str(tower)]
-            extra['vfm_path'] = tower
+            extra[key] = tower
         built[method] = init_segmentor(clip_path, [['background'], ['object']], device=device,
                                        precision=precision, method=method,
                                        **settings, **extra)

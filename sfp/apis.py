@@ -59,6 +59,12 @@ def method_vfm(method: str = 'sfp') -> Optional[str]:
     return method_defaults(method).get('vfm_path')
 
 
+def method_sam(method: str = 'sfp') -> Optional[str]:
+    """The SAM a method reads by default (its base config's ``sam_path``, Trident's
+    'sam_vit_b'); None for methods that read none."""
+    return method_defaults(method).get('sam_path')
+
+
 def method_defaults(method: str = 'sfp') -> dict:
     """A method's model arguments as its base config gives them (encoder, purify,
     window, PAMR and post-processing defaults)."""

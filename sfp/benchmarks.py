@@ -152,6 +152,7 @@ REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'proxyclip': _row(61.3, 35.3, 37.5, 80.3, 39.1, 26.5, 38.1, 20.2),
     'resclip': _row(61.1, 33.5, 35.0, 86.0, 36.8, 24.7, 35.9, 18.0),
     'cass': _row(65.8, 36.7, 37.8, 87.8, 40.2, 26.7, 39.4, 20.4),
+    'trident': _row(67.1, 38.6, 41.1, 84.5, 42.2, 28.3, 42.9, 21.9),
     'sfp': PAPER_TABLE1_MIOU['sfp'],
 }
 REPORTED_SOURCES: Dict[str, str] = {
@@ -172,10 +173,15 @@ REPORTED_SOURCES: Dict[str, str] = {
     'cass': 'CASS paper (CVPR 2025) Table 1, CLIP ViT-B/16 + DINO ViT-B/8 = the '
             'release README\'s "Quantitative Results" image (cass/static/images/miou.png of '
             'MICV-yonsei/MICV-yonsei.github.io@c2aa7d9)',
+    'trident': 'Trident paper (ICCV 2025, arXiv 2411.09219) main table, CLIP ViT-B/16 + DINO '
+               'ViT-B/16 + SAM ViT-B with SAM refinement = the release README\'s results '
+               'image (assets/data_result.png of YuHengsss/Trident@a93b346; '
+               '../shared/docs/TRIDENT.md)',
     'sfp': PAPER_TABLE1_SOURCES['sfp'],
 }
 # The average each source states over the eight benchmarks.
-STATED_AVERAGE: Dict[str, float] = {'sfp': PAPER_TABLE1_AVERAGE['sfp'], 'cass': 44.4}
+STATED_AVERAGE: Dict[str, float] = {'sfp': PAPER_TABLE1_AVERAGE['sfp'], 'cass': 44.4,
+                                    'trident': 45.8}
 
 
 @dataclass(frozen=True)

@@ -115,17 +115,19 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
                       show_dir: Optional[str] = None, out_dir: Optional[str] = None,
                       overwrite: bool = False,
                       protocol: Union[str, Path, Protocol, None] = None,
-                      vfm_path: Optional[str] = None, resume: bool = True) -> Config:
+                      vfm_path: Optional[str] = None, sam_path: Optional[str] = None,
+                      resume: bool = True) -> Config:
     """Load a config and apply the command-line overrides of tools/test.py.
 
     In order: the config, the ``protocol`` (a name, a protocol file or a
     :class:`~sfp.protocols.Protocol`; see :mod:`sfp.protocols`), ``cfg_options``, then
-    ``data_root``, ``clip_path`` and ``vfm_path``.  ``vfm_path`` applies to a config whose
-    method reads a vision foundation model (its model names one) and is ignored by the
-    others, so one launch can give it to every method.  A protocol's runs default to the
-    work dir ``work_dirs/<protocol>/<config name>``.  ``show_dir`` / ``out_dir`` that
-    already hold files are refused unless ``overwrite``, or ``resume`` and the work dir's
-    record was made with them.
+    ``data_root``, ``clip_path``, ``vfm_path`` and ``sam_path``.  ``vfm_path`` applies to a
+    config whose method reads a vision foundation model (its model names one) and is
+    ignored by the others, so one launch can give it to every method; ``sam_path`` likewise
+    to a method that reads SAM (Trident).  A protocol's runs default to the work dir
+    ``work_dirs/<protocol>/<config name>``.  ``show_dir`` / ``out_dir`` that already hold
+    files are refused unless ``overwrite``, or ``resume`` and the work dir's record was made
+    with them.
 
     Catches, before anything is built, what would otherwise fail deep inside the Runner:
     a model argument the segmentor does not take, and ``--launcher pytorch`` outside
@@ -167,6 +169,8 @@ def build_test_config(config: PathLike, data_root: Optional[str] = None,
         cfg.model.clip_path = clip_path
     if vfm_path and 'vfm_path' in cfg.model:
         cfg.model.vfm_path = vfm_path
+    if sam_path and 'sam_path' in cfg.model:
+        cfg.model.sam_path = sam_path
     check_model_arguments(cfg.model)
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(
         protocol_root('work_dirs', cfg.protocol) / config.stem)

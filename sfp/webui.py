@@ -40,6 +40,7 @@ from .apis import (
     PRESETS,
     available_methods,
     init_segmentor,
+    method_sam,
     method_vfm,
     prepare_image,
     resolve_vocabulary,
@@ -49,7 +50,7 @@ from .models import SFPSegmentor
 from .registry import OUTLIER_DETECTORS
 from .text import parse_class_names
 from .utils import atomic_write_png
-from .vfm import load_vfm
+from .vfm import load_sam, load_vfm
 from .visualization import add_legend, make_palette, overlay
 
 REPO = Path(__file__).resolve().parents[1]
@@ -281,14 +282,17 @@ class WebDemo:
             file; default: each method's config's, e.g. 'dino_vitb8').  It is loaded when
             such a method is first asked for, once, and shared by its segmentors; when it
             cannot be had, those requests answer which file to place where.
+        sam_path: SAM, for the methods that read it (Trident), likewise (default: each
+            method's config's, 'sam_vit_b').
     """
 
     def __init__(self, clip_path: str = 'ViT-B/16', device: Optional[str] = None,
                  precision: Optional[str] = None, output_dir: Optional[Path] = None,
-                 vfm_path: Optional[str] = None):
+                 vfm_path: Optional[str] = None, sam_path: Optional[str] = None):
         self.device = device
         self.precision = precision
         self.vfm_path = vfm_path
+        self.sam_path = sam_path
         self._vfms: Dict[str, torch.nn.Module] = {}  # name or file -> loaded tower
         if output_dir is None:  # a folder of our own, removed with the demo
             output_dir = tempfile.mkdtemp(prefix='sfp-webui-')
@@ -335,11 +339,13 @@ class WebDemo:
         if key in self._segmentors:
             self._segmentors.move_to_end(key)
         else:
-            vfm = self.vfm(settings.method)
+            towers = {k: v for k, v in (('vfm_path', self.vfm(settings.method)),
+                                        ('sam_path', self.sam(settings.method)))
+                      if v is not None}
             self._segmentors[key] = init_segmentor(
                 self.clip, classes, device=self.device, precision=self.precision,
                 method=settings.method, pm=settings.pm, purify=settings.purify,
-                return_probs=False, **({} if vfm is None else dict(vfm_path=vfm)),
+                return_probs=False, **towers,
                 text_cache=self.checkpoint)  # the disk cache of the file CLIP came from
             while len(self._segmentors) > SEGMENTORS_KEPT:
                 self._segmentors.popitem(last=False)
@@ -353,16 +359,23 @@ class WebDemo:
         """The loaded vision foundation model a method reads (None for methods that read
         none), loaded on first use and kept: segmentors built from it share its weights,
         as they share CLIP's.  :class:`InputError` when it cannot be had."""
-        default = method_vfm(method)
+        return self._tower(method_vfm(method), self.vfm_path, load_vfm,
+                           f'{method} reads a vision foundation model')
+
+    def sam(self, method: str) -> Optional[torch.nn.Module]:
+        """The loaded SAM a method reads (None for methods that read none), as :meth:`vfm`."""
+        return self._tower(method_sam(method), self.sam_path, load_sam, f'{method} reads SAM')
+
+    def _tower(self, default: Optional[str], chosen: Optional[str], load,
+               what: str) -> Optional[torch.nn.Module]:
         if default is None:
             return None
-        name = str(self.vfm_path or default)
+        name = str(chosen or default)
         if name not in self._vfms:
             try:
-                self._vfms[name] = load_vfm(name)
+                self._vfms[name] = load(name)
             except clip.CheckpointError as err:
-                raise InputError(f'{method} reads a vision foundation model, which could not '
-                                 f'be loaded: {err}') from None
+                raise InputError(f'{what}, which could not be loaded: {err}') from None
         return self._vfms[name]
 
     def check(self, settings: Settings) -> None:

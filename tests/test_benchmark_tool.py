@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from .conftest import CLASSNAMES, REPO, TINY_CKPT, TINY_DINO
+from .conftest import CLASSNAMES, REPO, TINY_CKPT, TINY_DINO, TINY_SAM
 
 
 @pytest.fixture(scope='module')
@@ -105,6 +105,8 @@ def test_mode_settings_follow_the_model_bases(benchmark):
     assert 'proxyclip' in benchmark.METHODS
     assert benchmark.method_settings('cass')['vfm_path'] == 'dino_vitb8'
     assert benchmark.vfm_floor('cass') == 'floor/cass' and 'cass' in benchmark.METHODS
+    assert benchmark.method_settings('trident')['sam_path'] == 'sam_vit_b'
+    assert benchmark.vfm_floor('trident') == 'floor/trident' and 'trident' in benchmark.METHODS
 
 
 # The model bases' windows on a 288x224 image: ClearCLIP's 448 crop (CLIP and MaskCLIP
@@ -112,17 +114,18 @@ def test_mode_settings_follow_the_model_bases(benchmark):
 WINDOWS = dict(clip=('slide 448/224', 1), maskclip=('slide 448/224', 1),
                clearclip=('slide 448/224', 1), proxyclip=('slide 336/112', 1),
                **{'naclip@whole+pamr': ('whole', 1), 'floor/proxyclip': ('slide 336/112', 1),
-                  'resclip@whole': ('whole', 1)})
+                  'resclip@whole': ('whole', 1), 'trident': ('slide 336/224', 1)})
 
 
 @pytest.mark.parametrize('mode', ['floor', 'release', 'sfp', 'clip', 'maskclip', 'clearclip',
                                   'sclip', 'naclip', 'naclip+pamr', 'naclip@whole+pamr',
                                   'scclip', 'cliptrase', 'proxyclip', 'floor/proxyclip',
-                                  'resclip', 'resclip@whole', 'cass', 'floor/cass'])
+                                  'resclip', 'resclip@whole', 'cass', 'floor/cass',
+                                  'trident'])
 def test_every_mode_measures_on_the_tiny_model(benchmark, mode):
     cfg = dict(mode=mode, size=(288, 224), backbone=str(TINY_CKPT), vfm=str(TINY_DINO),
-               random=False, device='cpu', precision='fp32', images=1, image_batch=1,
-               crop_batch_size=None)
+               sam=str(TINY_SAM), random=False, device='cpu', precision='fp32', images=1,
+               image_batch=1, crop_batch_size=None)
     row = benchmark.measure(cfg)
     assert row['mode'] == mode and row['size'] == '288x224'
     assert (row['window'], row['crops_per_image']) == WINDOWS.get(mode, ('slide 224/112', 2))

@@ -140,6 +140,11 @@ def test_preset_brings_the_released_setting_and_names(demo):
         ['x.jpg', '--method', 'sclip', '--vocab', 'a,b', '--purify', '--pm', 'LOF']))
     assert (purified['purify'], purified['pm'], purified['encoder']['type']) == \
         (True, 'LOF', 'SCLIPEncoder')
+    _, _, trident = demo.resolve_settings(demo.parse_args(
+        ['x.jpg', '--method', 'trident', '--vocab', 'ade20k', '--sam-path', 'sam.pth']))
+    assert (trident['sam_path'], trident['vfm_path'], trident['short_side']) == \
+        ('sam.pth', 'dino_vitb16', 576)
+    assert trident['encoder']['refine_neg_cos'] is False
 
 
 def test_demo_runs_a_baseline_and_names_unknown_methods(demo, tmp_path, capsys):

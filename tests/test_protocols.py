@@ -14,7 +14,7 @@ from sfp.evaluation import SummaryRow, build_test_config, results_table
 from sfp.protocols import load_protocol
 from sfp.text import read_templates
 
-from .conftest import REPO, SHARED, TINY_CKPT, TINY_DINO
+from .conftest import REPO, SHARED, TINY_CKPT, TINY_DINO, TINY_SAM
 
 # The paper's section 4.1, as the paper words it (not read from the protocol file).
 PAPER_SHORT_SIDE, PAPER_CITYSCAPES_SHORT_SIDE = 336, 560
@@ -51,7 +51,8 @@ def test_every_method_under_paper_resolves_to_the_papers_setting(method):
     # The model the VOC21 config builds has the protocol's window and no PAMR (one
     # template: the text side is not what is checked here).
     cfg = build_test_config(config_of(method, 'voc21'), protocol='paper',
-                            clip_path=str(TINY_CKPT), vfm_path=str(TINY_DINO))
+                            clip_path=str(TINY_CKPT), vfm_path=str(TINY_DINO),
+                            sam_path=str(TINY_SAM))
     model = dict(cfg.model, device='cpu', templates=['{}'])
     segmentor = sfp.SFPSegmentor(**{k: v for k, v in model.items() if k != 'type'})
     assert (segmentor.slide_crop, segmentor.slide_stride) == (PAPER_WINDOW, PAPER_STRIDE)

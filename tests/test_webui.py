@@ -30,7 +30,7 @@ from sfp.webui import (
     parse_vocabulary,
 )
 
-from .conftest import CLASSNAMES, FIXTURES, REPO, TINY_CKPT, TINY_DINO
+from .conftest import CLASSNAMES, FIXTURES, REPO, TINY_CKPT, TINY_DINO, TINY_SAM
 
 CAMVID_IMAGE = FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png'
 
@@ -38,7 +38,8 @@ CAMVID_IMAGE = FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png'
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     return WebDemo(str(TINY_CKPT), device='cpu', precision='fp32',
-                   output_dir=tmp_path_factory.mktemp('webui_out'), vfm_path=str(TINY_DINO))
+                   output_dir=tmp_path_factory.mktemp('webui_out'), vfm_path=str(TINY_DINO),
+                   sam_path=str(TINY_SAM))
 
 
 def reference_labels(image_path, settings: Settings) -> np.ndarray:
@@ -205,6 +206,14 @@ def test_the_vfm_is_loaded_once_for_every_vocabulary(demo):
     assert first.encoder.visual is demo.clip.visual
 
 
+def test_trident_shares_its_sam_and_dino(demo):
+    first = demo.segmentor([['cat'], ['dog']], Settings(method='trident'))
+    second = demo.segmentor([['sky'], ['sea'], ['sand']], Settings(method='trident'))
+    assert first.encoder.sam is second.encoder.sam is demo.sam('trident')
+    assert first.encoder.vfm is demo.vfm('proxyclip') and demo.sam('proxyclip') is None
+    assert first.encoder.visual is demo.clip.visual
+
+
 def test_methods_reading_one_vfm_share_it(demo):
     proxyclip = demo.segmentor([['cat'], ['dog']], Settings(method='proxyclip'))
     cass = demo.segmentor([['cat'], ['dog']], Settings(method='cass'))
@@ -338,7 +347,7 @@ def test_command_lists_the_available_methods(capsys):
     assert 'maskclp' in error and all(m in error for m in available_methods())
     assert set(available_methods()) == {'sfp', 'clip', 'maskclip', 'clearclip', 'sclip',
                                         'naclip', 'scclip', 'cliptrase', 'proxyclip', 'resclip',
-                                        'cass'}
+                                        'cass', 'trident'}
 
 
 def test_own_output_folder_goes_with_the_demo():

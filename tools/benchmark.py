@@ -3,8 +3,8 @@ attention weights from every block) and the floor (a plain batched forward of th
 ViT on the same crops).
 
     python tools/benchmark.py [--sizes 448x336 512x384 1120x560] [--backbone ViT-B/16]
-        [--vfm dino_vitb8] [--random] [--precision fp16] [--device cuda] [--images 128]
-        [--image-batch 16] [--methods sfp clip naclip+pamr naclip@whole+pamr ...]
+        [--vfm dino_vitb8] [--sam sam_vit_b] [--random] [--precision fp16] [--device cuda]
+        [--images 128] [--image-batch 16] [--methods sfp clip naclip+pamr naclip@whole+pamr ...]
         [--no-release] [--json out.json [--overwrite]]
 
 Each method runs batched with the settings of its model base
@@ -16,12 +16,14 @@ released VOC setting, ``resclip@whole`` ResCLIP's).  ResCLIP's first-pass PAMR b
 its encoder and runs in every ResCLIP row; the PAMR column counts the final one only.
 The ``window`` column says what each row ran.
 
-A method that also reads a vision foundation model (ProxyCLIP, CASS) has a floor of its own,
-``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's crops
-(its window, padding included), in its crop batches; its ``vs floor`` is against that row.
+A method that also reads a vision foundation model (ProxyCLIP, CASS, Trident) has a floor of
+its own, ``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's
+crops (its window, padding included), in its crop batches, and for a method that reads SAM
+(Trident) SAM's image encoder once per image at its 1024 x 1024 input; its ``vs floor`` is
+against that row.
 
---backbone is a CLIP name or checkpoint, --vfm the VFM's name or checkpoint; with
---random, published architectures with random weights (speed does not depend on the
+--backbone is a CLIP name or checkpoint, --vfm the VFM's name or checkpoint, --sam SAM's;
+with --random, published architectures with random weights (speed does not depend on the
 weights).  When the VFM cannot be had, the default method list leaves its methods out
 (with a note); asking for them is an error.  Each (size, mode) runs in its own
 process so that its peak memory is its own: GPU memory allocated by PyTorch, or the
@@ -46,7 +48,7 @@ import torch  # noqa: E402
 FLOOR, RELEASE = 'floor', 'release'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
            'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole',
-           'cass')
+           'cass', 'trident')
 DEFAULT_PAMR_STEPS = 10
 CLASS_FILE = REPO / 'configs' / 'classnames' / 'cls_voc21.txt'
 
@@ -68,15 +70,18 @@ def vfm_floor(mode: str) -> Optional[str]:
     return f'{FLOOR}/{method}' if method_vfm(method) is not None else None
 
 
-def vfm_missing(vfm: str, modes: Sequence[str]) -> Optional[str]:
-    """Why the VFM the modes need cannot be had (None: it can, or none needs one)."""
+def vfm_missing(vfm: str, modes: Sequence[str], sam: str = 'sam_vit_b') -> Optional[str]:
+    """Why the VFM (or SAM) the modes need cannot be had (None: it can, or none needs
+    one)."""
+    from sfp.apis import method_sam
     from sfp.clip import CheckpointError
     from sfp.vfm import resolve_vfm_checkpoint
 
-    if not any(vfm_floor(mode) for mode in modes):
-        return None
+    needed = [vfm] if any(vfm_floor(mode) for mode in modes) else []
+    needed += [sam] if any(method_sam(parse_mode(mode)[0]) for mode in modes) else []
     try:
-        resolve_vfm_checkpoint(vfm)
+        for name in needed:
+            resolve_vfm_checkpoint(name)
     except CheckpointError as err:
         return str(err)
     return None
@@ -108,6 +113,10 @@ def build_segmentor(cfg: dict, **settings):
     if 'vfm_path' in arguments:  # the method reads a VFM: the benchmark's
         from sfp.vfm import random_vfm
         arguments['vfm_path'] = random_vfm(cfg['vfm']) if cfg['random'] else cfg['vfm']
+    if 'sam_path' in arguments:  # the method reads SAM: the benchmark's
+        from sfp.vfm import random_sam
+        sam = cfg.get('sam', 'sam_vit_b')
+        arguments['sam_path'] = random_sam(sam) if cfg['random'] else sam
     return SFPSegmentor(backbone, name_path=str(CLASS_FILE), **arguments)
 
 
@@ -218,6 +227,11 @@ def measure(cfg: dict) -> dict:
             segmentor.encoder.visual(crops[start:start + crop_batch])
             if floor_of:
                 segmentor.encoder.vfm(crops[start:start + crop_batch])
+        if getattr(segmentor.encoder, 'uses_sam', False):  # SAM once per image, at 1024
+            encoder = segmentor.encoder.sam.image_encoder
+            side = encoder.input_size
+            for _ in batch:
+                encoder(crops.new_zeros(1, 3, side, side))
 
     if mode == RELEASE:
         release_predict = release_predictor(segmentor)
@@ -325,6 +339,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--vfm', default='dino_vitb8',
                         help='vision foundation model of the methods that read one: a name '
                              '(with --random, its architecture) or a checkpoint')
+    parser.add_argument('--sam', default='sam_vit_b',
+                        help="SAM of the methods that read it (trident): a name (with "
+                             "--random, its architecture) or a checkpoint")
     parser.add_argument('--random', action='store_true',
                         help='random weights of the --backbone architecture')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -355,7 +372,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     count = args.images or (128 if gpu else 4)
     image_batch = args.image_batch or (16 if gpu else 4)
     methods = list(dict.fromkeys(args.methods))
-    missing = None if args.random else vfm_missing(args.vfm, methods)
+    missing = None if args.random else vfm_missing(args.vfm, methods, args.sam)
     if missing and args.methods is not parser.get_default('methods'):
         parser.error(missing)
     if missing:  # the default list: measure the others
@@ -368,7 +385,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for size in args.sizes:
         results = {}
         for mode in modes:
-            cfg = dict(mode=mode, size=size, backbone=args.backbone, vfm=args.vfm,
+            cfg = dict(mode=mode, size=size, backbone=args.backbone, vfm=args.vfm, sam=args.sam,
                        random=args.random, device=args.device, precision=precision, images=count,
                        image_batch=image_batch, crop_batch_size=args.crop_batch_size)
             results[mode] = run_worker(cfg)

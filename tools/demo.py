@@ -1,7 +1,7 @@
 """Segment your own images with any vocabulary.
 
     python tools/demo.py IMAGES... [--vocab VOCAB] [--clip-path ViT-B/16] [--out-dir DIR]
-        [--method sfp] [--vfm-path dino_vitb8]
+        [--method sfp] [--vfm-path dino_vitb8] [--sam-path sam_vit_b]
 
 IMAGES are files, folders (searched with their subfolders) or glob patterns.  VOCAB is a
 preset (a benchmark of the table: voc21, voc20, context60, context59, coco_object,
@@ -9,7 +9,8 @@ coco_stuff164k, cityscapes, ade20k, camvid), a class-name file (one class per li
 synonyms after commas) or a comma list of classes with synonyms joined by '|'
 ("sky,person|people,car").  --method picks the method (sfp, or a baseline: clip,
 maskclip, clearclip, sclip, naclip, scclip, cliptrase, or proxyclip, which also reads a DINO
-ViT: --vfm-path, default its config's dino_vitb8, downloaded once).  A preset brings the
+ViT: --vfm-path, default its config's dino_vitb8, downloaded once; trident also reads SAM:
+--sam-path, default sam_vit_b).  A preset brings the
 method's released setting on that benchmark (its class file, window, thresholds, PAMR,
 short side) and the dataset's class names; options override them.
 
@@ -49,7 +50,8 @@ from sfp.visualization import add_legend, make_palette, overlay  # noqa: E402
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif'}
 MANIFEST = 'sfp_demo_manifest.json'
 # Options that override the setting of a preset (else of the method's base config).
-OVERRIDES = ('logit_scale', 'prob_thd', 'area_thd', 'short_side', 'pm', 'purify', 'vfm_path')
+OVERRIDES = ('logit_scale', 'prob_thd', 'area_thd', 'short_side', 'pm', 'purify', 'vfm_path',
+             'sam_path')
 
 
 def collect_images(inputs):
@@ -116,6 +118,10 @@ def parse_args(argv=None):
                         help="vision foundation model of a method that reads one: name "
                              "('dino_vitb8', downloaded once) or checkpoint file (default: "
                              "the method's config's)")
+    parser.add_argument('--sam-path',
+                        help="SAM of a method that reads it (trident): name ('sam_vit_b', "
+                             "downloaded once) or checkpoint file (default: the method's "
+                             "config's)")
     parser.add_argument('--out-dir', default='demo_outputs', help='where the PNGs go')
     parser.add_argument('--device', help='cuda, cpu ... (default: CUDA when available)')
     parser.add_argument('--precision', choices=['fp32', 'fp16', 'bf16', 'fp64'])

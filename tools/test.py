@@ -29,6 +29,8 @@ def parse_args(argv=None):
     parser.add_argument('--vfm-path', help="vision foundation model of a method that reads "
                                            "one (ProxyCLIP, CASS): name ('dino_vitb8') or "
                                            "file; other methods ignore it")
+    parser.add_argument('--sam-path', help="SAM of a method that reads it (Trident): name "
+                                           "('sam_vit_b') or file; other methods ignore it")
     parser.add_argument('--work-dir', help='logs and metrics (default work_dirs/<config>, '
                                            'under a protocol work_dirs/<protocol>/<config>)')
     parser.add_argument('--show-dir', help='save visualised predictions here')
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
     local_rank_from_args(args.local_rank)
     try:
         cfg = build_test_config(args.config, data_root=args.data_root, clip_path=args.clip_path,
-                                vfm_path=args.vfm_path,
+                                vfm_path=args.vfm_path, sam_path=args.sam_path,
                                 work_dir=args.work_dir,
                                 cfg_options=parse_cfg_options(args.cfg_options),
                                 launcher=args.launcher, show_dir=args.show_dir,

@@ -11,8 +11,9 @@ from .resclip import ResCLIPEncoder
 from .scclip import SCCLIPEncoder
 from .sclip import SCLIPEncoder
 from .sfp import SFPEncoder
+from .trident import TridentEncoder, sam_guidance
 
 __all__ = ['CASSEncoder', 'CLIPEncoder', 'CLIPtraseEncoder', 'ClearCLIPEncoder',
            'MaskCLIPEncoder', 'NACLIPEncoder', 'ProxyCLIPEncoder', 'ResCLIPEncoder',
-           'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias',
-           'proxy_attention', 'vfm_view']
+           'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'TridentEncoder',
+           'neighbourhood_bias', 'proxy_attention', 'sam_guidance', 'vfm_view']

@@ -39,20 +39,23 @@ def vfm_view(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     return (rgb - channels(mean)) / channels(std)
 
 
-def proxy_attention(features: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
+def proxy_attention(features: torch.Tensor, beta: float, gamma: float,
+                    shared_mean: bool = False) -> torch.Tensor:
     """ProxyCLIP's attention from VFM patch features: (B, N, C) -> (B, N, N).
 
     ``S`` = cosine similarities (features L2-normalised with eps 1e-12);
     ``S' = gamma * (S - beta * mean(S))`` with the mean over all N x N entries of the
-    crop (diagonal included); entries with ``S' < 0`` are dropped (-inf); softmax over
-    keys.  A row with no entry left (every similarity below ``beta`` x the mean: a
-    uniform crop) keeps its diagonal, i.e. the patch attends to itself; the release
-    returns NaN there.  Computed in at least float32: the threshold is discontinuous.
+    crop (diagonal included), or over all crops of the batch together with
+    ``shared_mean`` (Trident's release, which batches an image's windows); entries with
+    ``S' < 0`` are dropped (-inf); softmax over keys.  A row with no entry left (every
+    similarity below ``beta`` x the mean: a uniform crop) keeps its diagonal, i.e. the
+    patch attends to itself; the release returns NaN there.  Computed in at least
+    float32: the threshold is discontinuous.
     """
     compute = torch.promote_types(features.dtype, torch.float32)
     normed = F.normalize(features.to(compute), dim=-1)
     similarity = normed @ normed.transpose(1, 2)  # (B, N, N)
-    mean = similarity.mean(dim=(1, 2), keepdim=True)
+    mean = similarity.mean() if shared_mean else similarity.mean(dim=(1, 2), keepdim=True)
     scores = gamma * (similarity - beta * mean)
     dropped = scores < 0
     empty = dropped.all(dim=-1)  # (B, N)

@@ -123,6 +123,15 @@ class MethodEncoder(nn.Module):
     #: then loads one from its ``vfm_path`` and passes the tower (in the model's device and
     #: precision) to the constructor as ``vfm``.
     uses_vfm = False
+    #: Whether the method reads SAM (Trident): the segmentor then loads it from its
+    #: ``sam_path`` and passes it (image encoder, prompt encoder and mask decoder, in the
+    #: model's device and precision) to the constructor as ``sam``.
+    uses_sam = False
+    #: Whether the method takes each whole image and windows it itself (Trident splices its
+    #: windows' features, not their logits): the segmentor passes its ``slide_crop`` and
+    #: ``slide_stride`` to the constructor and calls :meth:`encode_image` per image, with
+    #: the image's metainfo, instead of encoding windows.
+    encodes_whole_images = False
     #: Materialise every walked block's attention weights, as the releases do (no fused
     #: kernel); same results, only slower.  For side-by-side timing with a release.
     materialise_all_attention = False
@@ -204,6 +213,14 @@ class MethodEncoder(nn.Module):
         :meth:`forward` with each of that image's crops (CASS: the whole image's global
         vector and its seeded random generator)."""
         return None
+
+    def encode_image(self, image: torch.Tensor, meta: Optional[dict] = None
+                     ) -> Tuple[EncoderOutput, Any, Optional[Any]]:
+        """For a method that ``encodes_whole_images``: one (3, H, W) image and its metainfo
+        -> its features (1, N, D) on the method's grid, what it traced, and its refinement
+        of the final maps (a callable ``(probs, labels) -> (probs, labels)`` at the output
+        size, or None)."""
+        raise NotImplementedError
 
     def attention_map(self, walk: BlockWalk) -> Optional[Tuple[torch.Tensor, Tuple[int, int]]]:
         """The last block's attention weights (B, heads, T, T) on a walk and the grid of

@@ -6,7 +6,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from ..datasets import dataset_meta
 from ..methods import SFPEncoder
 from ..registry import ENCODERS, build_from_registry, registered_type
 from ..text import build_query_features, load_vocabulary
-from ..vfm import load_vfm
+from ..vfm import load_sam, load_vfm
 from .data_preprocessor import SFPDataPreProcessor
 from .detectors import build_detector
 from .inference import SlidingWindowLayout, patch_logits
@@ -46,10 +46,15 @@ class ImageMaps:
         logits: its query logits, factored (see :meth:`SFPSegmentor.coarse_logits`).
         votes: the label votes of its windows at its input size, for a method that
             decides labels itself (``MethodEncoder.decides_labels``), else None.
+        refine: a method's refinement of the image's class probabilities and labels at
+            the output size, ``(probs, labels) -> (probs, labels)`` (Trident's SAM
+            prompts), applied after the thresholds; None: none.
     """
 
     logits: LogitMap
     votes: Optional[LabelVotes] = None
+    refine: Optional[Callable[[torch.Tensor, torch.Tensor],
+                              Tuple[torch.Tensor, torch.Tensor]]] = None
 
 
 def _check_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -136,6 +141,10 @@ class SFPSegmentor(BaseSegmentor):
             (used as it is, moved to the segmentor's device and precision: segmentors built
             from one tower share it).  The method's base config names its default; other
             methods take none.
+        sam_path: SAM, for a method that reads it (Trident;
+            :attr:`~sfp.models.encoder.MethodEncoder.uses_sam`): a name ('sam_vit_b',
+            'sam_vit_l', 'sam_vit_h': downloaded once), a checkpoint file with the released
+            key names, or a loaded :class:`sfp.vfm.SAM` (shared as ``vfm_path``).
     """
 
     def __init__(self,
@@ -166,6 +175,7 @@ class SFPSegmentor(BaseSegmentor):
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
                  vfm_path: Union[str, Path, nn.Module, None] = None,
+                 sam_path: Union[str, Path, nn.Module, None] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None,
@@ -201,10 +211,22 @@ class SFPSegmentor(BaseSegmentor):
         # Fail on a bad class file before loading CLIP.
         classes = load_vocabulary(name_path, allow_duplicate_names)
         if encoder_type.uses_vfm:
-            parts.update(vfm=_vfm_tower(vfm_path, encoder_type, device, dtype))
+            parts.update(vfm=_tower(
+                vfm_path, load_vfm, f'{encoder_type.__name__} reads a vision foundation model: '
+                f"set vfm_path (a name such as 'dino_vitb8', a checkpoint file or a loaded "
+                f'tower)', device, dtype))
         elif vfm_path is not None:
             raise ValueError(f'vfm_path is set, but {encoder_type.__name__} reads no vision '
                              f'foundation model (methods that do: {", ".join(vfm_methods())})')
+        if encoder_type.uses_sam:
+            parts.update(sam=_tower(
+                sam_path, load_sam, f"{encoder_type.__name__} reads SAM: set sam_path (a name "
+                f"such as 'sam_vit_b', a checkpoint file or a loaded SAM)", device, dtype))
+        elif sam_path is not None:
+            raise ValueError(f'sam_path is set, but {encoder_type.__name__} reads no SAM '
+                             f'(methods that do: {", ".join(sam_methods())})')
+        if encoder_type.encodes_whole_images:
+            parts.update(slide_crop=slide_crop, slide_stride=slide_stride)
         if isinstance(clip_path, clip.CLIP):
             checkpoint, model = None, clip_path.to(device=device, dtype=text_dtype)
         else:
@@ -365,7 +387,21 @@ class SFPSegmentor(BaseSegmentor):
                     results[i] = ImageMaps(logits, vote)
         return results
 
-    def coarse_maps(self, images: Sequence[torch.Tensor]) -> List[ImageMaps]:
+    def image_maps(self, images: Sequence[torch.Tensor],
+                   metas: Optional[Sequence[dict]] = None) -> List[ImageMaps]:
+        """Logits on the method's grid of each image, from a method that takes whole images
+        and windows them itself (``encodes_whole_images``: Trident), and its refinement."""
+        metas = list(metas) if metas is not None else [None] * len(images)
+        maps = []
+        for image, meta in zip(images, metas):
+            out, _, refine = self.encoder.encode_image(image.to(self.dtype), meta)
+            logits = patch_logits(out.features, self.query_features, out.grid)[0]
+            maps.append(ImageMaps(LogitMap.from_grid(logits.to(self.compute_dtype)),
+                                  refine=refine))
+        return maps
+
+    def coarse_maps(self, images: Sequence[torch.Tensor],
+                    metas: Optional[Sequence[dict]] = None) -> List[ImageMaps]:
         """Query logits before the final resize, factored: at the input size in sliding
         mode, on the patch grid in whole-image mode; and a method's label votes at the
         input size.
@@ -373,7 +409,12 @@ class SFPSegmentor(BaseSegmentor):
         An image thinner than one patch (a 1 x 300 photo resized to 7 x 2048) has no patch
         to encode: it is padded with zeros (the mean colour, after normalisation) to one
         patch, and its maps are those of the padded image cut back to its own extent.
+
+        ``metas``: each image's metainfo (``ori_shape``, ``img_path``), for a method that
+        reads the whole image itself (Trident's SAM reads the file at its original size).
         """
+        if self.encoder.encodes_whole_images:
+            return self.image_maps(images, metas)
         patch = self.encoder.visual.patch_size
         padded = [_pad_to_min_size(img, patch) for img in images]
         maps = self.slide_maps(padded) if self.slide_crop > 0 else self.whole_maps(padded)
@@ -384,9 +425,10 @@ class SFPSegmentor(BaseSegmentor):
                     m.votes = m.votes.cropped(*img.shape[-2:])
         return maps
 
-    def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
+    def coarse_logits(self, images: Sequence[torch.Tensor],
+                      metas: Optional[Sequence[dict]] = None) -> List[LogitMap]:
         """The query logits of :meth:`coarse_maps`."""
-        return [m.logits for m in self.coarse_maps(images)]
+        return [m.logits for m in self.coarse_maps(images, metas)]
 
     @torch.no_grad()
     def inference(self, inputs: ImageBatch, batch_img_metas: Sequence[dict]) -> List[torch.Tensor]:
@@ -397,7 +439,8 @@ class SFPSegmentor(BaseSegmentor):
         """
         images = self._image_list(inputs)
         logits = [m.resized(_ori_size(meta)).dense()
-                  for m, meta in zip(self.coarse_logits(images), batch_img_metas)]
+                  for m, meta in zip(self.coarse_logits(images, batch_img_metas),
+                                     batch_img_metas)]
         if self.pamr is not None:
             logits = [self._refine(img, x) for img, x in zip(images, logits)]
         return logits
@@ -421,6 +464,9 @@ class SFPSegmentor(BaseSegmentor):
         vote) is not argmaxed: every pixel takes the class most of the windows covering it
         gave it, ``seg_logits`` holds the fraction of those windows per class (resized to
         the output size like logits), and ``prob_thd`` / ``area_thd`` apply to those.
+
+        A method's refinement (Trident's SAM prompts, ``ImageMaps.refine``) then rewrites
+        the labels and ``seg_logits`` (Trident: its refined map replaces the probabilities).
         """
         images = self._image_list(inputs)
         if data_samples is None:
@@ -430,7 +476,8 @@ class SFPSegmentor(BaseSegmentor):
         if self.pamr is not None:
             logits = self.inference(images, [s.metainfo for s in data_samples])
             return self.postprocess_result(logits, data_samples)
-        for maps, sample in zip(self.coarse_maps(images), data_samples):
+        for maps, sample in zip(self.coarse_maps(images, [s.metainfo for s in data_samples]),
+                                data_samples):
             size = _ori_size(sample.metainfo)
             if maps.votes is not None:
                 probs, labels = postprocess_class_map(
@@ -439,8 +486,11 @@ class SFPSegmentor(BaseSegmentor):
             else:
                 probs, labels = postprocess_logit_map(
                     maps.logits.resized(size), self.query_idx, self.num_classes,
-                    self.logit_scale, self.prob_thd, self.area_thd, self.return_probs)
-            self._store(sample, probs, labels)
+                    self.logit_scale, self.prob_thd, self.area_thd,
+                    self.return_probs or maps.refine is not None)
+            if maps.refine is not None:
+                probs, labels = maps.refine(probs, labels)
+            self._store(sample, probs if self.return_probs else None, labels)
         return data_samples
 
     def postprocess_result(self, seg_logits: Sequence[torch.Tensor],
@@ -563,23 +613,32 @@ def _release_knobs(encoder_type: type, **knobs: Optional[float]) -> dict:
     return {}
 
 
+def _methods_with(flag: str) -> List[str]:
+    """Short names of the registered methods whose encoder class sets ``flag``."""
+    return sorted(name for name, cls in ENCODERS.module_dict.items()
+                  if getattr(cls, flag) and name[:1].islower())
+
+
+def sam_methods() -> List[str]:
+    """Short names of the registered methods that read SAM."""
+    return _methods_with('uses_sam')
+
+
 def vfm_methods() -> List[str]:
     """Short names of the registered methods that read a vision foundation model."""
-    return sorted(name for name, cls in ENCODERS.module_dict.items()
-                  if cls.uses_vfm and name[:1].islower())
+    return _methods_with('uses_vfm')
 
 
-def _vfm_tower(vfm_path: Union[str, Path, nn.Module, None], encoder_type: type,
-               device: torch.device, dtype: torch.dtype) -> nn.Module:
-    """The VFM an encoder reads: loaded from a name or file, or a loaded tower moved (in
-    place, so that segmentors sharing it keep sharing it) to the device and precision."""
-    if vfm_path is None:
-        raise ValueError(f'{encoder_type.__name__} reads a vision foundation model: set '
-                         f"vfm_path (a name such as 'dino_vitb8', a checkpoint file or a "
-                         f'loaded tower)')
-    if isinstance(vfm_path, nn.Module):
-        return vfm_path.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return load_vfm(vfm_path, device=device, dtype=dtype)
+def _tower(path: Union[str, Path, nn.Module, None], load: Callable, missing: str,
+           device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """A second model an encoder reads (a VFM, SAM): loaded from a name or file, or a loaded
+    one moved (in place, so that segmentors sharing it keep sharing it) to the device and
+    precision; ``missing`` is the error without one."""
+    if path is None:
+        raise ValueError(missing)
+    if isinstance(path, nn.Module):
+        return path.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return load(path, device=device, dtype=dtype)
 
 
 def _cache_key(text_cache: Union[bool, str, Path], checkpoint: Optional[Path]) -> Optional[Path]:

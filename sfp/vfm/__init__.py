@@ -18,10 +18,19 @@ from .sam import (
                   is_sam_state_dict,
                   load_sam_state_dict,
 )
+from .sam_decoder import (
+                          SAM,
+                          SAMMaskDecoder,
+                          SAMPromptDecoder,
+                          SAMPromptEncoder,
+                          load_sam,
+                          random_sam,
+)
 
 __all__ = ['DINOVisionTransformer', 'DINO_MODELS', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'PublishedVFM', 'VFMFormat', 'VFMTower', 'available_vfms', 'build_vfm',
            'check_vfm_tower', 'describe_vfm_state_dict', 'load_vfm', 'random_vfm',
            'resolve_vfm_checkpoint', 'SAM_MODELS', 'SAMImageEncoder',
            'build_sam_image_encoder', 'is_sam_state_dict', 'load_sam_state_dict',
-           'DINOV2_MODELS', 'DINOv2VisionTransformer']
+           'DINOV2_MODELS', 'DINOv2VisionTransformer', 'SAM', 'SAMMaskDecoder',
+           'SAMPromptDecoder', 'SAMPromptEncoder', 'load_sam', 'random_sam']

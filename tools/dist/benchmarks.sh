@@ -1,6 +1,7 @@
 # Shared by test.sh, multi_test.sh and distribute_test.sh (sourced, not run).
 # Environment: DATA_DIR (default data), CLIP_PATH (ViT-B/16), VFM_PATH (each config's own,
-#              e.g. dino_vitb8: for methods that read a second vision model), WORK_DIR (work_dirs),
+#              e.g. dino_vitb8: for methods that read a second vision model), SAM_PATH (each
+#              config's own, sam_vit_b: for methods that read SAM), WORK_DIR (work_dirs),
 #              METHODS (sfp; e.g. "sfp sclip naclip"), PROTOCOL (none: each method's
 #              release setting; "paper" or a protocol file runs every method under it, in
 #              WORK_DIR/<protocol>/; see docs/protocols.md), PYTHON (.venv/bin/python when
@@ -16,6 +17,7 @@ PROTOCOL_ARGS=()
 [ -n "${PROTOCOL:-}" ] && PROTOCOL_ARGS=(--protocol "$PROTOCOL")
 VFM_ARGS=()
 [ -n "${VFM_PATH:-}" ] && VFM_ARGS=(--vfm-path "$VFM_PATH")
+[ -n "${SAM_PATH:-}" ] && VFM_ARGS+=(--sam-path "$SAM_PATH")
 
 # sfp_plan BENCH... : sets SFP_PLAN, one line per run ("method bench config root run"; run:
 # the work dir under WORK_DIR); an unknown benchmark, method or protocol stops the script

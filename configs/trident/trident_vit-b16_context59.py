@@ -1,0 +1,15 @@
+_base_ = [
+    '../_base_/models/trident_vit-b16.py',
+    '../_base_/datasets/context59.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_context59.py. Its class files are ProxyCLIP's.
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/proxyclip/cls_context59.txt',
+    prob_thd=0.0,
+    encoder=dict(coarse_thresh=0.15),
+)
+# Its test Resize(scale=(2048, 576)), over the dataset base's short side.
+test_pipeline = [dict(step, scale=(2048, 576)) if step.type == 'Resize' else step
+                 for step in _base_.test_pipeline]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -1,0 +1,15 @@
+_base_ = [
+    '../_base_/models/trident_vit-b16.py',
+    '../_base_/datasets/voc21.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_voc21.py. Its class files are ProxyCLIP's.
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/proxyclip/cls_voc21.txt',
+    prob_thd=0.2,
+    encoder=dict(coarse_thresh=0.2),
+)
+# Its test Resize(scale=(2048, 448)), over the dataset base's short side.
+test_pipeline = [dict(step, scale=(2048, 448)) if step.type == 'Resize' else step
+                 for step in _base_.test_pipeline]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
