@@ -166,7 +166,8 @@ def init_segmentor(clip_path: str = 'ViT-B/16', vocabulary: Vocabulary = 'voc21'
     setting = vocabulary_setting(vocabulary, method)
     return SFPSegmentor(clip_path=clip_path, name_path=setting.classes, device=device,
                         precision=precision, return_probs=return_probs,
-                        **dict(setting.model_kwargs, **kwargs))
+                        **{**setting.model_kwargs, 'class_names': setting.display_names,
+                           **kwargs})
 
 
 def is_preset(vocabulary: Vocabulary) -> bool:

@@ -305,8 +305,7 @@ class WebDemo:
             self.clip = clip.load(self.checkpoint)
         except clip.CheckpointError as err:
             self.error = str(err)
-        self.random_weights = self.checkpoint is not None and _same_file(self.checkpoint,
-                                                                         TINY_CHECKPOINT)
+        self.random_weights = clip.is_test_weights(self.checkpoint)
         self._segmentors: OrderedDict = OrderedDict()
         self._outputs: deque = deque()  # output folders of the latest requests, oldest first
         self._lock = threading.Lock()  # one model call at a time, whoever calls
@@ -443,13 +442,6 @@ class WebDemo:
         self._outputs.append(folder)
         while len(self._outputs) > REQUESTS_KEPT:
             shutil.rmtree(self._outputs.popleft(), ignore_errors=True)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return b.is_file() and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 # -- the Gradio page ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sfp.models.segmentor import vfm_methods  # noqa: E402
 from sfp.webui import (  # noqa: E402
     WebDemo,
     available_methods,
@@ -31,9 +32,9 @@ def parse_args(argv=None):
     parser.add_argument('--method', default='sfp', choices=available_methods(),
                         help='segmentation method selected when the page opens')
     parser.add_argument('--vfm-path',
-                        help="vision foundation model of the methods that read one "
-                             "(ProxyCLIP): name ('dino_vitb8', downloaded once) or file; "
-                             "loaded when such a method is first used")
+                        help=f"vision foundation model of the methods that read one "
+                             f"({', '.join(vfm_methods())}): name ('dino_vitb8', downloaded "
+                             "once) or file; loaded when such a method is first used")
     parser.add_argument('--vocab', default='voc21', help='vocabulary shown when the page opens')
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (0.0.0.0 exposes the page to the network)')
