@@ -40,6 +40,7 @@ from .apis import (
     PRESETS,
     available_methods,
     init_segmentor,
+    load_preset,
     method_vfm,
     prepare_image,
     resolve_vocabulary,
@@ -335,10 +336,13 @@ class WebDemo:
             self._segmentors.move_to_end(key)
         else:
             vfm = self.vfm(settings.method)
+            preset = settings.vocabulary.strip()
+            names = (dict(class_names=load_preset(preset).display_names)  # VOC's background
+                     if preset in vocabulary_presets() else {})
             self._segmentors[key] = init_segmentor(
                 self.clip, classes, device=self.device, precision=self.precision,
                 method=settings.method, pm=settings.pm, purify=settings.purify,
-                return_probs=False, **({} if vfm is None else dict(vfm_path=vfm)),
+                return_probs=False, **({} if vfm is None else dict(vfm_path=vfm)), **names,
                 text_cache=self.checkpoint)  # the disk cache of the file CLIP came from
             while len(self._segmentors) > SEGMENTORS_KEPT:
                 self._segmentors.popitem(last=False)
