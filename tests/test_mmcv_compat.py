@@ -16,14 +16,16 @@ from sfp_mmcv_ops import ops as compat
 from .conftest import REPO, TINY_CKPT
 
 PTH = 'sfp_mmcv_ops.pth'
-# docs/get_started.md's snippet, with the test weights, in an interpreter that has not
-# imported sfp: the installed .pth alone makes mmseg importable.
+# docs/get_started.md's snippet, with the test weights (and one prompt template, for
+# speed), in an interpreter that has not imported sfp: the installed .pth alone makes
+# mmseg importable.
 FRESH_INTERPRETER = f"""
 import sys
 from mmseg.apis import inference_model, init_model
 assert 'sfp' not in sys.modules, 'sfp was imported before the config asked for it'
 model = init_model('configs/sfp/sfp_vit-b16_voc21.py', device='cpu',
-                   cfg_options={{'model.clip_path': {str(TINY_CKPT)!r}}})
+                   cfg_options={{'model.clip_path': {str(TINY_CKPT)!r},
+                                'model.templates': ['a photo of a {{}}.']}})
 result = inference_model(model, 'demo/images/000000022892.jpg')
 print(type(sys.modules['mmcv.ops']).__name__, model.class_names[0],
       tuple(result.pred_sem_seg.data.shape))
