@@ -504,11 +504,6 @@ class SFPSegmentor(BaseSegmentor):
             'dataset', {}).get('type')
         return dataset_meta(dataset or None, self._class_names)
 
-    @property
-    def class_names(self) -> List[str]:
-        """The name of each class (label i is ``class_names[i]``): ``dataset_meta``'s."""
-        return list(self.dataset_meta['classes'])
-
     @dataset_meta.setter
     def dataset_meta(self, meta: dict) -> None:
         # mmseg's init_model and MMSegInferencer set a checkpoint's meta here, or
@@ -521,6 +516,11 @@ class SFPSegmentor(BaseSegmentor):
                       f'names', logger='current', level=logging.WARNING)
             return
         self._dataset_meta = dict(current, **meta)
+
+    @property
+    def class_names(self) -> List[str]:
+        """The name of each class (label i is ``class_names[i]``): ``dataset_meta``'s."""
+        return list(self.dataset_meta['classes'])
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
         """Load this segmentor's own weights as any module does; a CLIP checkpoint is
