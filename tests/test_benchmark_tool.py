@@ -54,7 +54,8 @@ def test_a_vfm_method_has_a_floor_of_its_own(tmp_path):
     result = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--backbone', str(TINY_CKPT), '--vfm',
          str(TINY_DINO), '--sizes', '200x150', '--images', '1', '--image-batch', '1',
-         '--device', 'cpu', '--methods', 'proxyclip', '--no-release', '--json', str(out)],
+         '--device', 'cpu', '--methods', 'proxyclip', '--no-release', '--repeats', '1',
+         '--json', str(out)],
         capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
