@@ -50,6 +50,7 @@ from .models import SFPSegmentor
 from .registry import OUTLIER_DETECTORS
 from .text import parse_class_names
 from .utils import atomic_write_png
+from .utils.cli import is_test_weights
 from .vfm import load_vfm
 from .visualization import add_legend, make_palette, overlay
 
@@ -306,7 +307,7 @@ class WebDemo:
             self.clip = clip.load(self.checkpoint)
         except clip.CheckpointError as err:
             self.error = str(err)
-        self.random_weights = clip.is_test_weights(self.checkpoint)
+        self.random_weights = is_test_weights(self.checkpoint)
         self._segmentors: OrderedDict = OrderedDict()
         self._outputs: deque = deque()  # output folders of the latest requests, oldest first
         self._lock = threading.Lock()  # one model call at a time, whoever calls

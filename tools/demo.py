@@ -41,10 +41,11 @@ from sfp.apis import (  # noqa: E402
     segment_images,
     vocabulary_setting,
 )
-from sfp.clip import CheckpointError, for_command_line, is_test_weights  # noqa: E402
+from sfp.clip import CheckpointError  # noqa: E402
 from sfp.datasets import ImageReadError, read_image  # noqa: E402
 from sfp.models import SFPSegmentor  # noqa: E402
 from sfp.utils import atomic_write_png, atomic_write_text  # noqa: E402
+from sfp.utils.cli import for_command_line, is_test_weights  # noqa: E402
 from sfp.visualization import add_legend, make_palette, overlay  # noqa: E402
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif'}

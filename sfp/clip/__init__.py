@@ -5,7 +5,6 @@ from .errors import (
                      CheckpointNotFoundError,
                      ChecksumMismatchError,
                      UnknownModelError,
-                     for_command_line,
 )
 from .formats import (
                      ACCEPTED_FORMATS,
@@ -20,7 +19,6 @@ from .loader import (
                      available_models,
                      build_model,
                      cache_dir,
-                     is_test_weights,
                      load,
                      precision_dtype,
                      random_model,
@@ -40,7 +38,6 @@ __all__ = [
     'ACCEPTED_FORMATS', 'ACTIVATIONS', 'ARCHITECTURES', 'CLIP', 'CLIPConfig', 'CheckpointError',
     'CheckpointNotFoundError', 'ChecksumMismatchError', 'PRECISIONS', 'SimpleTokenizer',
     'UnknownModelError', 'VisionTransformer', 'available_models', 'build_model', 'cache_dir',
-    'for_command_line', 'is_test_weights',
     'infer_config', 'load', 'precision_dtype', 'random_model', 'read_checkpoint',
     'is_clip_state_dict', 'read_state_dict', 'resize_patch_pos_embed', 'resolve_checkpoint',
     'same_weights', 'tokenize'

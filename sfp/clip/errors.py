@@ -1,8 +1,4 @@
 """Errors raised while finding, downloading and reading CLIP checkpoints."""
-import re
-
-# The library's messages name its arguments; a command-line tool takes them as flags.
-_ARGUMENT_FLAGS = {'clip_path': '--clip-path', 'vfm_path': '--vfm-path'}
 
 
 class CheckpointError(RuntimeError):
@@ -19,10 +15,3 @@ class ChecksumMismatchError(CheckpointError):
 
 class UnknownModelError(CheckpointError, ValueError):
     """A model name that is neither a known CLIP model nor an existing file."""
-
-
-def for_command_line(message: object) -> str:
-    """An error message as a command-line tool shows it: the weights arguments it names
-    (``clip_path``, ``vfm_path``) become the tools' flags (``--clip-path``, ...)."""
-    return re.sub(r'(?<![\w.-])(clip_path|vfm_path)(?![\w-])',
-                  lambda m: _ARGUMENT_FLAGS[m.group(1)], str(message))

@@ -202,15 +202,13 @@ def _refuse_vision_foundation_model(state_dict: StateDict, path: Path) -> None:
     """A clear error for a VFM checkpoint (DINO ...) given where a CLIP is expected."""
     if is_clip_state_dict(state_dict):
         return
-    from ..models.segmentor import vfm_methods  # the methods build on sfp.clip
     from ..vfm.loader import describe_vfm_state_dict  # sfp.vfm builds on sfp.clip
 
     what = describe_vfm_state_dict(state_dict)
     if what:
         raise CheckpointError(
             f'{path} is a {what} checkpoint, a vision foundation model, not a CLIP: give it '
-            f'as vfm_path (methods that read one: {", ".join(vfm_methods())}) and a CLIP as '
-            f'clip_path')
+            f'as vfm_path (methods that read one: ProxyCLIP, CASS) and a CLIP as clip_path')
 
 
 # -- Hugging Face transformers ------------------------------------------------------------

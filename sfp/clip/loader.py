@@ -77,20 +77,6 @@ def model_url(name: str) -> str:
     return f'{_BASE_URL}/{sha256}/{filename}'
 
 
-# The tests' tiny random-weight checkpoints (CLIP, DINO, ...): a tool running one says
-# that its results show the mechanics, not a trained model's behaviour.
-TEST_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / 'tests' / 'fixtures'
-
-
-def is_test_weights(path: Union[str, Path, None]) -> bool:
-    """Whether ``path`` is one of the tests' random-weight checkpoints (tests/fixtures)."""
-    try:
-        file = Path(path).expanduser().resolve()
-        return file.is_file() and file.parent == TEST_WEIGHTS_DIR.resolve()
-    except (OSError, TypeError):
-        return False
-
-
 def cache_dir() -> Path:
     """Where downloaded checkpoints live: ``$SFP_CACHE`` or ``~/.cache/clip``."""
     return Path(os.environ.get('SFP_CACHE') or Path.home() / '.cache' / 'clip').expanduser()
