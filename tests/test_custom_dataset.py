@@ -21,6 +21,13 @@ CAMVID = FIXTURES / 'data' / 'camvid'
 BASE = re.compile(r"'\.\./_base_/models/(\w+)_vit-b16\.py'")
 
 
+def tiny_vfm(method: str) -> str:
+    """The tests' tiny tower of the family of the method's default VFM ('dino_vitb8' ->
+    tiny_dino_*.pth, 'dinov2_...' -> tiny_dinov2_*.pth ...), DINO's when none."""
+    family = str(method_vfm(method)).split('_')[0]
+    return str(next(iter(sorted(FIXTURES.glob(f'tiny_{family}_*.pth'))), TINY_DINO))
+
+
 def recipe() -> str:
     """The page's recipe: the python block of its 'Your own dataset' section."""
     section = PAGE.read_text().split('## Your own dataset, no code', 1)[1]
@@ -54,12 +61,12 @@ def test_the_recipe_builds_the_dataset(configs):
 @pytest.mark.parametrize('method', available_methods())
 def test_the_recipe_runs_every_method(configs, method):
     cfg = build_test_config(configs[method], data_root=str(CAMVID), clip_path=str(TINY_CKPT),
-                            vfm_path=str(TINY_DINO),
+                            vfm_path=tiny_vfm(method),
                             cfg_options={'model.templates': ['a photo of a {}.']})
     model = cfg.model.to_dict()
     assert model['name_path'].endswith('cls_camvid.txt')
     assert model['encoder'] == method_defaults(method)['encoder']  # the method's own
-    assert (model.get('vfm_path') == str(TINY_DINO)) == bool(method_vfm(method))
+    assert (model.get('vfm_path') == tiny_vfm(method)) == bool(method_vfm(method))
     init_default_scope('mmseg')
     segmentor = MODELS.build(cfg.model)
     torch.manual_seed(0)
