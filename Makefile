@@ -1,4 +1,4 @@
-# Two commands set everything up on a fresh machine:
+# Each of these sets everything up on a fresh machine, then runs:
 #   make test   create .venv with the pinned stack, then run the whole test suite
 #   make demo   same setup, then segment the bundled images with CLIP ViT-B/16
 #   make webui  same setup plus Gradio, then serve the web demo (WEBUI_ARGS=--clip-path ...)
@@ -13,7 +13,7 @@ WEBUI_STAMP := $(VENV)/.sfp-webui-installed
 
 .PHONY: setup test demo webui lint clean
 
-$(STAMP): pyproject.toml requirements.txt requirements-test.txt requirements-reference.txt
+$(STAMP): pyproject.toml setup.py sfp_mmcv_ops.pth requirements.txt requirements-test.txt requirements-reference.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -r requirements.txt

@@ -1,12 +1,7 @@
 """SFP: training-free open-vocabulary semantic segmentation with a purified CLIP."""
-import warnings
+import sfp_mmcv_ops
 
-from .compat import install_mmcv_ops_stand_in
-
-install_mmcv_ops_stand_in()  # before anything imports mmseg
-# mmcv-lite lacks the deformable-attention op; mmcv warns about it on import. SFP never
-# uses it, so the warning is only noise for our users.
-warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+sfp_mmcv_ops.install()  # before anything imports mmseg (the installed .pth did it already)
 
 from . import datasets  # noqa: E402,F401  (registers datasets and transforms in mmseg)
 from .models import SFPSegmentor  # noqa: E402  (registers the segmentor in mmseg)

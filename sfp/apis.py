@@ -86,7 +86,8 @@ class Preset:
             its first synonym), for legends and tables.
         model_kwargs: the method's released setting on it (window, thresholds, PAMR ...),
             as its config ``configs/<method>/<method>_vit-b16_<name>.py`` gives it (its
-            base config's defaults included).
+            base config's defaults included); on a dataset outside the paper's table
+            (CamVid) without such a config, its base config's.
         short_side: the short side its images are resized to.
     """
 
@@ -101,10 +102,13 @@ def load_preset(name: str, method: str = 'sfp') -> Preset:
     """The preset of a benchmark of the table (see :mod:`sfp.benchmarks`) for a method."""
     benchmark = get_benchmark(name)
     config = benchmark.config(check_method(method))
-    if not config.is_file():
+    if config.is_file():
+        model, short_side = _model_settings(config)
+    elif not benchmark.in_paper:  # an example dataset: any method, with its base's setting
+        model, short_side = method_defaults(method), benchmark.short_side
+    else:
         raise FileNotFoundError(f'preset {name!r} of method {method!r} needs {config}, part '
                                 f'of the repository checkout')
-    model, short_side = _model_settings(config)
     # Presets are the released class files, kept as they are (see parse_class_names).
     classes = read_class_names(model.pop('name_path', benchmark.class_file),
                                allow_duplicates=True)
@@ -172,7 +176,8 @@ def init_segmentor(clip_path: str = 'ViT-B/16', vocabulary: Vocabulary = 'voc21'
     setting = vocabulary_setting(vocabulary, method)
     return SFPSegmentor(clip_path=clip_path, name_path=setting.classes, device=device,
                         precision=precision, return_probs=return_probs,
-                        **dict(setting.model_kwargs, **kwargs))
+                        **{**setting.model_kwargs, 'class_names': setting.display_names,
+                           **kwargs})
 
 
 def is_preset(vocabulary: Vocabulary) -> bool:

@@ -339,6 +339,7 @@ def run_table(runs: Sequence[TableRun], protocol: Optional[Protocol], data_dir: 
     Every run's config and data are checked before the first starts.  A run that fails
     is reported and the others go on.  Returns the failures' messages.
     """
+    from .datasets.checks import check_dataset_config
     from .evaluation import check_test_data, read_record, run_test
 
     name = protocol and protocol.name
@@ -347,9 +348,12 @@ def run_table(runs: Sequence[TableRun], protocol: Optional[Protocol], data_dir: 
     configs = [build_run_config(r, protocol, data_dir, work_root, clip_path, extra_options,
                                 vfm_path) for r in runs]
     checked = set()
-    for cfg in configs:
+    for run, cfg in zip(runs, configs):
         dataset = cfg.test_dataloader.dataset
         if (dataset.type, str(dataset.data_root)) not in checked:
+            check_dataset_config(dataset, fix=(
+                f'Pass the folder that holds {get_benchmark(run.benchmark).data_root} with '
+                f'--data-dir'))
             check_test_data(cfg)
             checked.add((dataset.type, str(dataset.data_root)))
     failures = []

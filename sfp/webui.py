@@ -40,6 +40,7 @@ from .apis import (
     PRESETS,
     available_methods,
     init_segmentor,
+    load_preset,
     method_sam,
     method_vfm,
     prepare_image,
@@ -50,6 +51,7 @@ from .models import SFPSegmentor
 from .registry import OUTLIER_DETECTORS
 from .text import parse_class_names
 from .utils import atomic_write_png
+from .utils.cli import is_test_weights
 from .vfm import load_sam, load_vfm
 from .visualization import add_legend, make_palette, overlay
 
@@ -309,8 +311,7 @@ class WebDemo:
             self.clip = clip.load(self.checkpoint)
         except clip.CheckpointError as err:
             self.error = str(err)
-        self.random_weights = self.checkpoint is not None and _same_file(self.checkpoint,
-                                                                         TINY_CHECKPOINT)
+        self.random_weights = is_test_weights(self.checkpoint)
         self._segmentors: OrderedDict = OrderedDict()
         self._outputs: deque = deque()  # output folders of the latest requests, oldest first
         self._lock = threading.Lock()  # one model call at a time, whoever calls
@@ -342,10 +343,13 @@ class WebDemo:
             towers = {k: v for k, v in (('vfm_path', self.vfm(settings.method)),
                                         ('sam_path', self.sam(settings.method)))
                       if v is not None}
+            preset = settings.vocabulary.strip()
+            names = (dict(class_names=load_preset(preset).display_names)  # VOC's background
+                     if preset in vocabulary_presets() else {})
             self._segmentors[key] = init_segmentor(
                 self.clip, classes, device=self.device, precision=self.precision,
                 method=settings.method, pm=settings.pm, purify=settings.purify,
-                return_probs=False, **towers,
+                return_probs=False, **towers, **names,
                 text_cache=self.checkpoint)  # the disk cache of the file CLIP came from
             while len(self._segmentors) > SEGMENTORS_KEPT:
                 self._segmentors.popitem(last=False)
@@ -456,13 +460,6 @@ class WebDemo:
         self._outputs.append(folder)
         while len(self._outputs) > REQUESTS_KEPT:
             shutil.rmtree(self._outputs.popleft(), ignore_errors=True)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return b.is_file() and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 # -- the Gradio page ---------------------------------------------------------------------

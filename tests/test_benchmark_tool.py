@@ -20,12 +20,13 @@ def benchmark():
     return module
 
 
-def test_benchmark_tool_reports_modes_and_pamr_cost(tmp_path):
+def test_benchmark_tool_reports_modes_and_pamr_cost(benchmark, tmp_path):
     out = tmp_path / 'bench.json'
     result = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--backbone', str(TINY_CKPT), '--sizes',
          '288x224', '--images', '2', '--image-batch', '2', '--device', 'cpu',
-         '--methods', 'naclip', 'naclip+pamr', '--no-release', '--json', str(out)],
+         '--methods', 'naclip', 'naclip+pamr', '--no-release', '--repeats', '2', '--json',
+         str(out)],
         capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert '| 288x224 | naclip+pamr | slide 224/112 | 10 | 2 |' in result.stdout
@@ -38,6 +39,9 @@ def test_benchmark_tool_reports_modes_and_pamr_cost(tmp_path):
         assert row['peak_memory_mb'] > 0 and row['window'] == 'slide 224/112'
         assert abs(row['crops_per_s'] - 2 * row['images_per_s']) < 1e-6
     assert [r['pamr_steps'] for r in rows] == [0, 0, 10]
+    assert all(r['repeats'] == 2 and r['spread'] >= 0 for r in rows)
+    assert 'median of 2 interleaved passes after a warm-up' in report['setting']
+    assert report['warnings'] == benchmark.timing_warnings(rows)
     assert 'vs_floor' in rows[1] and 'vs_floor' not in rows[0] and 'vs_release' not in rows[1]
     assert rows[0]['crop_batch'] == rows[1]['crop_batch']
     assert len(report['pamr']) == 1 and 'naclip+pamr vs naclip' in report['pamr'][0]
@@ -50,7 +54,8 @@ def test_a_vfm_method_has_a_floor_of_its_own(tmp_path):
     result = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--backbone', str(TINY_CKPT), '--vfm',
          str(TINY_DINO), '--sizes', '200x150', '--images', '1', '--image-batch', '1',
-         '--device', 'cpu', '--methods', 'proxyclip', '--no-release', '--json', str(out)],
+         '--device', 'cpu', '--methods', 'proxyclip', '--no-release', '--repeats', '1',
+         '--json', str(out)],
         capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -157,3 +162,54 @@ def test_release_equivalent_mode_predicts_what_the_segmentor_predicts(benchmark)
     # In-stream purification changes the result, so the equality above covers it.
     plain = SFPSegmentor(**args).predict(images[:1])[0].seg_logits.data
     assert not torch.allclose(plain, batched[0].seg_logits.data, rtol=0, atol=1e-6)
+
+
+def test_each_figure_is_the_median_of_interleaved_passes(benchmark, monkeypatch):
+    """Every mode's worker is built and warmed up first; then each round times one pass of
+    every mode, each round starting one mode later; a row's speed is its median pass."""
+    calls = []
+    passes = {'floor': [4.0, 1.0, 2.0], 'sclip': [2.0, 9.0, 4.0], 'naclip': [1.0, 1.0, 1.0]}
+
+    class FakeWorker:
+        def __init__(self, cfg):
+            self.mode = cfg['mode']
+            calls.append(('build', self.mode))
+
+        def time_pass(self):
+            calls.append(('time', self.mode))
+            return passes[self.mode][sum(1 for c in calls if c == ('time', self.mode)) - 1]
+
+        def stop(self):
+            return dict(mode=self.mode, crops_per_image=2)
+
+        def kill(self):
+            calls.append(('kill', self.mode))
+
+    monkeypatch.setattr(benchmark, 'Worker', FakeWorker)
+    cfgs = [dict(mode=m, size=(8, 8), images=4) for m in passes]
+    rows = benchmark.measure_interleaved(cfgs, repeats=3)
+    assert calls[:3] == [('build', m) for m in passes]
+    timed = [mode for what, mode in calls[3:] if what == 'time']
+    assert timed == ['floor', 'sclip', 'naclip', 'sclip', 'naclip', 'floor',
+                     'naclip', 'floor', 'sclip']
+    assert rows['floor']['images_per_s'] == 4 / 2.0 and rows['sclip']['images_per_s'] == 1.0
+    assert rows['sclip']['crops_per_s'] == 2.0 and rows['sclip']['spread'] == (9 - 2) / 4
+
+
+def test_runs_too_short_or_too_noisy_to_time_are_flagged(benchmark):
+    info = dict(mode='scclip', size='288x224', crops_per_image=2)
+    steady = benchmark.timed_row(info, [2.0, 2.1, 2.05], images=2)
+    short = benchmark.timed_row(info, [0.01, 0.01, 0.01], images=2)
+    noisy = benchmark.timed_row(info, [2.0, 4.8, 2.1], images=2)
+    assert benchmark.timing_warnings([steady]) == []
+    [line] = benchmark.timing_warnings([short])
+    assert 'scclip' in line and 'a pass takes 10 ms' in line and '--images' in line
+    [line] = benchmark.timing_warnings([noisy])
+    assert 'its 3 passes differ by 133%' in line
+
+
+def test_the_default_rows_cover_every_method(benchmark):
+    """A method of the registry without a row would be missing from the speed table."""
+    from sfp.apis import available_methods
+    assert {benchmark.parse_mode(mode)[0] for mode in benchmark.METHODS} == \
+        set(available_methods())

@@ -52,7 +52,7 @@ def odd_images(folder):
     return sizes
 
 
-def test_odd_images_give_outputs_of_their_own_size(demo, tmp_path):
+def test_odd_images_give_outputs_of_their_own_size(demo, tmp_path, capsys):
     images = tmp_path / 'images'
     images.mkdir()
     sizes = odd_images(images)
@@ -61,6 +61,12 @@ def test_odd_images_give_outputs_of_their_own_size(demo, tmp_path):
     code = demo.main([str(images), '--vocab', 'sky,person|people,dog', '--clip-path',
                       str(TINY_CKPT), '--out-dir', str(out), '--device', 'cpu'])
     assert code == 1  # the broken image is reported, the others are done
+    err = capsys.readouterr().err
+    broken = str((images / 'broken.jpg').resolve())
+    assert err.count(broken) == 1 and f'cannot decode image {broken}' in err  # said once
+    # The tests' random weights are said to be such, once for the whole run.
+    assert err.count("the tests' random weights, not a trained model") == 1
+    assert str(TINY_CKPT) in err
     for name, size in sizes.items():
         stem = name.rsplit('.', 1)[0]
         labels = cv2.imread(str(out / f'{stem}_labels.png'), cv2.IMREAD_UNCHANGED)
@@ -225,6 +231,31 @@ def test_demo_errors(demo, tmp_path, capsys):
     assert 'unknown CLIP model' in capsys.readouterr().err
     assert demo.main([image, '--vocab', 'missing/classes.txt']) == 2
     assert 'class-name file not found' in capsys.readouterr().err
+
+
+def test_offline_error_names_the_demos_flag(demo, monkeypatch, capsys):
+    from sfp.clip import loader
+    monkeypatch.setattr(loader, '_BASE_URL', 'http://127.0.0.1:9/clip')  # refused at once
+    image = str(FIXTURES / 'data' / 'camvid' / 'val' / '0016E5_07959.png')
+    assert demo.main([image, '--clip-path', 'ViT-B/16']) == 2
+    err = capsys.readouterr().err
+    assert 'could not be downloaded' in err and 'pass the file path as --clip-path' in err
+    assert 'clip_path' not in err
+
+
+def test_help_lists_every_preset_and_method(demo, capsys):
+    """--help's lists come from the registries: a new method or preset shows up there."""
+    from sfp.apis import PRESETS, available_methods, method_vfm
+    with pytest.raises(SystemExit):
+        demo.parse_args(['--help'])
+    lines = capsys.readouterr().out.splitlines()
+    listed = {line.split(': ', 1)[0]: line.split(': ', 1)[1] for line in lines
+              if line.startswith(('presets: ', 'methods: ', 'methods that also'))}
+    assert listed['presets'].split(', ') == list(PRESETS)
+    assert listed['methods'].split(', ') == available_methods()
+    vfm = listed['methods that also read a vision foundation model (default)'].split(', ')
+    assert vfm == [f'{m} ({method_vfm(m)})' for m in available_methods() if method_vfm(m)]
+    assert {'resclip', 'cass'} <= set(available_methods())
 
 
 def test_vocabulary_forms(tmp_path):

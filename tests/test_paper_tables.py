@@ -27,7 +27,7 @@ from sfp.paper_tables import (
 )
 from sfp.protocols import load_protocol
 
-from .conftest import SHARED, TINY_CKPT, TINY_DINO
+from .conftest import REPO, SHARED, TINY_CKPT, TINY_DINO
 
 PAPER = load_protocol('paper')
 
@@ -174,3 +174,19 @@ def test_summary_of_a_folder_without_runs_is_an_error(tmp_path):
     assert '| + SOM (paper) | 60.10 | 18.20 | 39.15 |' in markdown
     assert 'Averages as the paper source states them: ClearCLIP (base) 36.9, + SOM 39.2' \
         in markdown
+
+
+def test_missing_data_names_the_tools_own_option(tmp_path, capsys):
+    """paper_tables takes --data-dir (the folder of every benchmark's data root), so its
+    missing-data error says so, not tools/test.py's --data-root."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('paper_tables_tool',
+                                                  REPO / 'tools' / 'paper_tables.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    code = tool.main(['table1', '--data-dir', str(tmp_path / 'nowhere'), '--benchmarks', 'voc21',
+                 '--methods', 'sfp', '--work-dir', str(tmp_path / 'work')])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count('\n') == 1
+    assert 'with --data-dir' in err and 'VOCdevkit/VOC2012' in err and '--data-root' not in err

@@ -332,6 +332,16 @@ def test_missing_checkpoint_says_which_file_to_place_where(monkeypatch, isolated
         offline.run(str(CAMVID_IMAGE), Settings())
 
 
+def test_a_preset_names_its_classes_as_the_dataset(demo):
+    """A preset's legend names its dataset's classes ("traffic light"), not their first
+    queries ("trafficlight"; VOC's "sky" for its background)."""
+    settings = Settings(vocabulary='cityscapes')
+    segmentor = demo.segmentor(parse_vocabulary('cityscapes'), settings)
+    assert segmentor.class_names[5:8] == ['pole', 'traffic light', 'traffic sign']
+    assert demo.segmentor(parse_vocabulary('sky,sea'), Settings(vocabulary='sky,sea')) \
+        .class_names == ['sky', 'sea']
+
+
 def test_random_weights_banner(demo):
     kind, message = demo.banner()
     assert kind == 'warning' and 'random weights' in message

@@ -4,7 +4,8 @@ ViT on the same crops).
 
     python tools/benchmark.py [--sizes 448x336 512x384 1120x560] [--backbone ViT-B/16]
         [--vfm dino_vitb8] [--sam sam_vit_b] [--random] [--precision fp16] [--device cuda]
-        [--images 128] [--image-batch 16] [--methods sfp clip naclip+pamr naclip@whole+pamr ...]
+        [--images 128] [--image-batch 16] [--repeats 5]
+        [--methods sfp clip naclip+pamr naclip@whole+pamr ...]
         [--no-release] [--json out.json [--overwrite]]
 
 Each method runs batched with the settings of its model base
@@ -16,9 +17,9 @@ released VOC setting, ``resclip@whole`` ResCLIP's).  ResCLIP's first-pass PAMR b
 its encoder and runs in every ResCLIP row; the PAMR column counts the final one only.
 The ``window`` column says what each row ran.
 
-A method that also reads a vision foundation model (ProxyCLIP, CASS, Trident) has a floor of
-its own, ``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's
-crops (its window, padding included), in its crop batches, and for a method that reads SAM
+A method that also reads a vision foundation model has a floor of its own,
+``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's crops
+(its window, padding included), in its crop batches, and for a method that reads SAM
 (Trident) SAM's image encoder once per image at its 1024 x 1024 input; its ``vs floor`` is
 against that row.
 
@@ -27,18 +28,25 @@ with --random, published architectures with random weights (speed does not depen
 weights).  When the VFM cannot be had, the default method list leaves its methods out
 (with a note); asking for them is an error.  Each (size, mode) runs in its own
 process so that its peak memory is its own: GPU memory allocated by PyTorch, or the
-process's peak resident memory on the CPU.  Prints a table and writes JSON atomically
-(never over an earlier file without --overwrite).
+process's peak resident memory on the CPU.  The processes of one size are built and
+warmed up one after another, then time --repeats passes over the images in interleaved
+rounds (one pass per mode per round), so that a change in the machine's load falls on
+every mode alike; each figure is the median pass, the ``spread`` column says how far the
+passes lay apart, and a row too short or too noisy to time is flagged in a warning.
+Prints a table and writes JSON atomically (never over an earlier file without
+--overwrite).
 """
 import argparse
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -50,6 +58,11 @@ METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pa
            'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole',
            'cass', 'trident')
 DEFAULT_PAMR_STEPS = 10
+# A row whose median pass is shorter, or whose passes spread wider (relative to the
+# median), is flagged as too short or too noisy to time.
+MIN_PASS_SECONDS = 0.5
+MAX_SPREAD = 0.2
+REPLY = '@benchmark '  # marks the worker's protocol lines among anything else it prints
 CLASS_FILE = REPO / 'configs' / 'classnames' / 'cls_voc21.txt'
 
 
@@ -195,79 +208,202 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(cfg: dict) -> dict:
-    """One (size, mode) measurement; runs in a worker process."""
-    from mmseg.structures import SegDataSample
+class Measurement:
+    """One (size, mode): the segmentor (or the floor's or the release's way of running
+    it) built and warmed up, then timed pass by pass; each pass runs every image once."""
 
-    torch.manual_seed(0)
-    device, mode = cfg['device'], cfg['mode']
-    width, height = cfg['size']
-    floor_of = mode.split('/', 1)[1] if mode.startswith(f'{FLOOR}/') else None
-    if mode == RELEASE:
-        segmentor = build_release_segmentor(cfg)
-    elif mode == FLOOR:  # the floor runs SFP's ViT on SFP's crops, in SFP's crop batches
-        segmentor = build_segmentor(cfg, **method_settings('sfp'))
-    else:  # a VFM method's floor: its CLIP and VFM on its crops, in its crop batches
-        segmentor = build_segmentor(cfg, **method_settings(floor_of or mode))
-    images = torch.randn(cfg['images'], 3, height, width, device=device)
-    windows = windows_of(segmentor, height, width)
-    crop_size = tuple(crops_of(segmentor, images[0])[0].shape[-2:])
-    crop_batch = segmentor.crops_per_batch(crop_size)
-    per_batch = 1 if mode == RELEASE else cfg['image_batch']
+    def __init__(self, cfg: dict):
+        from mmseg.structures import SegDataSample
 
-    def run_batched(batch):
-        samples = [SegDataSample(metainfo=dict(ori_shape=(height, width)))
-                   for _ in range(len(batch))]
-        segmentor.predict(batch, samples)
+        torch.manual_seed(0)
+        self.cfg = cfg
+        device, mode = cfg['device'], cfg['mode']
+        width, height = cfg['size']
+        floor_of = mode.split('/', 1)[1] if mode.startswith(f'{FLOOR}/') else None
+        if mode == RELEASE:
+            segmentor = build_release_segmentor(cfg)
+        elif mode == FLOOR:  # the floor runs SFP's ViT on SFP's crops, in SFP's crop batches
+            segmentor = build_segmentor(cfg, **method_settings('sfp'))
+        else:  # a VFM method's floor: its CLIP and VFM on its crops, in its crop batches
+            segmentor = build_segmentor(cfg, **method_settings(floor_of or mode))
+        self.segmentor = segmentor
+        self.images = torch.randn(cfg['images'], 3, height, width, device=device)
+        self.windows = windows_of(segmentor, height, width)
+        crop_size = tuple(crops_of(segmentor, self.images[0])[0].shape[-2:])
+        crop_batch = self.crop_batch = segmentor.crops_per_batch(crop_size)
+        self.per_batch = 1 if mode == RELEASE else cfg['image_batch']
 
-    def run_floor(batch):
-        crops = torch.stack([crop for img in batch
-                             for crop in crops_of(segmentor, img)]).to(segmentor.dtype)
-        for start in range(0, len(crops), crop_batch):
-            segmentor.encoder.visual(crops[start:start + crop_batch])
-            if floor_of:
-                segmentor.encoder.vfm(crops[start:start + crop_batch])
-        if getattr(segmentor.encoder, 'uses_sam', False):  # SAM once per image, at 1024
-            encoder = segmentor.encoder.sam.image_encoder
-            side = encoder.input_size
-            for _ in batch:
-                encoder(crops.new_zeros(1, 3, side, side))
+        def run_batched(batch):
+            samples = [SegDataSample(metainfo=dict(ori_shape=(height, width)))
+                       for _ in range(len(batch))]
+            segmentor.predict(batch, samples)
 
-    if mode == RELEASE:
-        release_predict = release_predictor(segmentor)
+        def run_floor(batch):
+            crops = torch.stack([crop for img in batch
+                                 for crop in crops_of(segmentor, img)]).to(segmentor.dtype)
+            for start in range(0, len(crops), crop_batch):
+                segmentor.encoder.visual(crops[start:start + crop_batch])
+                if floor_of:
+                    segmentor.encoder.vfm(crops[start:start + crop_batch])
+            if getattr(segmentor.encoder, 'uses_sam', False):  # SAM once per image, at 1024
+                encoder = segmentor.encoder.sam.image_encoder
+                side = encoder.input_size
+                for _ in batch:
+                    encoder(crops.new_zeros(1, 3, side, side))
 
-        def run(batch):
-            release_predict(batch, (height, width))
-    else:
-        run = run_floor if mode == FLOOR or floor_of else run_batched
-    with torch.no_grad():
-        run(images[:per_batch])  # warm-up (kernels, allocator)
+        if mode == RELEASE:
+            release_predict = release_predictor(segmentor)
+
+            def run(batch):
+                release_predict(batch, (height, width))
+        else:
+            run = run_floor if mode == FLOOR or floor_of else run_batched
+        self.run = run
+        with torch.no_grad():
+            run(self.images[:self.per_batch])  # warm-up (kernels, allocator)
         synchronize(device)
         if device.startswith('cuda'):
             torch.cuda.reset_peak_memory_stats()
+
+    def time_pass(self) -> float:
+        """Seconds to run every image once."""
+        device = self.cfg['device']
+        synchronize(device)
         start = time.perf_counter()
-        for i in range(0, cfg['images'], per_batch):
-            run(images[i:i + per_batch])
+        with torch.no_grad():
+            for i in range(0, self.cfg['images'], self.per_batch):
+                self.run(self.images[i:i + self.per_batch])
         synchronize(device)
         seconds = time.perf_counter() - start
-    if device.startswith('cuda'):
-        peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    images_per_s = cfg['images'] / seconds
-    return dict(mode=mode, size=f'{width}x{height}', window=window_label(segmentor),
-                pamr_steps=segmentor.pamr.num_iter if segmentor.pamr is not None else 0,
-                crops_per_image=len(windows), crop_batch=crop_batch,
-                images_per_s=images_per_s, crops_per_s=images_per_s * len(windows),
-                peak_memory_mb=peak_mb)
+        if device.startswith('cuda'):  # idle workers of the same size hold no cache
+            torch.cuda.empty_cache()
+        return seconds
+
+    def info(self) -> dict:
+        """What the row ran, and its peak memory since the warm-up."""
+        if self.cfg['device'].startswith('cuda'):
+            peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20
+        else:
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        segmentor, (width, height) = self.segmentor, self.cfg['size']
+        return dict(mode=self.cfg['mode'], size=f'{width}x{height}',
+                    window=window_label(segmentor),
+                    pamr_steps=segmentor.pamr.num_iter if segmentor.pamr is not None else 0,
+                    crops_per_image=len(self.windows), crop_batch=self.crop_batch,
+                    peak_memory_mb=peak_mb)
 
 
-def run_worker(cfg: dict) -> dict:
-    result = subprocess.run([sys.executable, __file__, '--worker', json.dumps(cfg)],
-                            capture_output=True, text=True, cwd=REPO)
-    if result.returncode != 0:
-        raise RuntimeError(f'{cfg["mode"]} at {cfg["size"]} failed:\n{result.stderr[-2000:]}')
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def timed_row(info: dict, seconds: Sequence[float], images: int) -> dict:
+    """A table row from a measurement's passes: speed from the median pass, and the
+    spread of the passes ((slowest - fastest) / median)."""
+    median = statistics.median(seconds)
+    images_per_s = images / median
+    return dict(info, images_per_s=images_per_s,
+                crops_per_s=images_per_s * info['crops_per_image'], repeats=len(seconds),
+                median_pass_s=median, spread=(max(seconds) - min(seconds)) / median)
+
+
+def timing_warnings(rows: Sequence[dict]) -> List[str]:
+    """One line per row too short or too noisy to time."""
+    lines = []
+    for row in rows:
+        short = row['median_pass_s'] < MIN_PASS_SECONDS
+        noisy = row['repeats'] > 1 and row['spread'] > MAX_SPREAD
+        if short or noisy:
+            why = (f"a pass takes {row['median_pass_s'] * 1e3:.0f} ms" if short else
+                   f"its {row['repeats']} passes differ by {row['spread']:.0%}")
+            lines.append(f"warning: {row['size']} {row['mode']}: too short or too noisy to "
+                         f"time ({why}); give more --images or --repeats, or a quieter "
+                         f"machine")
+    return lines
+
+
+def measure(cfg: dict, repeats: int = 1) -> dict:
+    """One (size, mode) measured in this process: warm-up, then ``repeats`` passes."""
+    measurement = Measurement(cfg)
+    seconds = [measurement.time_pass() for _ in range(repeats)]
+    return timed_row(measurement.info(), seconds, cfg['images'])
+
+
+def serve(cfg: dict) -> None:
+    """The worker process of one (size, mode): builds and warms up, says so, then answers
+    'time' with one pass's seconds and 'stop' with the row's information."""
+    measurement = Measurement(cfg)
+    reply(dict(ready=True))
+    for command in sys.stdin:
+        if command.strip() == 'time':
+            reply(dict(seconds=measurement.time_pass()))
+        elif command.strip() == 'stop':
+            break
+    reply(measurement.info())
+
+
+def reply(message: dict) -> None:
+    print(REPLY + json.dumps(message), flush=True)
+
+
+class Worker:
+    """A (size, mode) measurement in a process of its own, so that its peak memory is its
+    own; it stays up across the rounds so that the modes' passes interleave."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.stderr = tempfile.TemporaryFile(mode='w+')  # noqa: SIM115  (closed by stop)
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, '--worker', json.dumps(cfg)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True, cwd=REPO)
+        self.answer()  # built and warmed up
+
+    def answer(self, command: Optional[str] = None) -> dict:
+        if command:
+            self.process.stdin.write(command + '\n')
+            self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY):])
+        self.process.wait()
+        self.stderr.seek(0)
+        raise RuntimeError(f'{self.cfg["mode"]} at {self.cfg["size"]} failed:\n'
+                           f'{self.stderr.read()[-2000:]}')
+
+    def time_pass(self) -> float:
+        return self.answer('time')['seconds']
+
+    def stop(self) -> dict:
+        info = self.answer('stop')
+        self.process.wait()
+        self.stderr.close()
+        return info
+
+    def kill(self) -> None:
+        """End the process if it still runs (after another worker failed)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def measure_interleaved(cfgs: Sequence[dict], repeats: int) -> Dict[str, dict]:
+    """Rows of the modes of one size: one worker each, built and warmed up one after
+    another, then ``repeats`` rounds of one pass per mode, each round starting one mode
+    later, so that a change of the machine's load falls on every mode alike."""
+    workers = {}
+    try:
+        for cfg in cfgs:
+            workers[cfg['mode']] = Worker(cfg)
+        seconds = {mode: [] for mode in workers}
+        modes = list(workers)
+        for round_index in range(repeats):
+            shift = round_index % len(modes)
+            for mode in modes[shift:] + modes[:shift]:
+                seconds[mode].append(workers[mode].time_pass())
+            width, height = cfgs[0]['size']
+            print(f'{width}x{height}: round {round_index + 1}/{repeats} of {len(modes)} modes '
+                  f'timed', file=sys.stderr)
+        return {mode: timed_row(workers[mode].stop(), seconds[mode], cfgs[0]['images'])
+                for mode in modes}
+    finally:
+        for worker in workers.values():
+            worker.kill()
 
 
 def add_ratios(results: dict) -> None:
@@ -298,15 +434,16 @@ def pamr_costs(results: dict) -> List[str]:
 
 def table(rows: Sequence[dict]) -> str:
     head = ('| size | mode | window | PAMR | crops/img | crop batch | crops/s | images/s | '
-            'peak MiB | vs floor | vs release |\n'
-            '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|')
+            'peak MiB | vs floor | vs release | spread |\n'
+            '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     lines = [head]
     for row in rows:
         lines.append(f"| {row['size']} | {row['mode']} | {row['window']} | "
                      f"{row['pamr_steps'] or '-'} | {row['crops_per_image']} | "
                      f"{row['crop_batch']} | {row['crops_per_s']:.1f} | "
                      f"{row['images_per_s']:.2f} | {row['peak_memory_mb']:.0f} | "
-                     f"{row.get('vs_floor', '-')} | {row.get('vs_release', '-')} |")
+                     f"{row.get('vs_floor', '-')} | {row.get('vs_release', '-')} | "
+                     f"{row['spread']:.0%} |")
     return '\n'.join(lines)
 
 
@@ -356,6 +493,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--methods', nargs='+', type=parse_method_mode, default=list(METHODS),
                         metavar='MODE', help='method modes, method[@whole][+pamr] (default: '
                                              f'{" ".join(METHODS)})')
+    parser.add_argument('--repeats', type=int,
+                        help='timed passes per mode, interleaved across the modes; each '
+                             'figure is the median (default: 5 on a GPU, 3 on the CPU)')
     parser.add_argument('--no-release', action='store_true',
                         help='skip the release-equivalent SFP mode (the slowest)')
     parser.add_argument('--json', help='write the results here (default: print only)')
@@ -363,7 +503,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(measure(json.loads(args.worker))))
+        serve(json.loads(args.worker))
         return 0
     if args.json and Path(args.json).exists() and not args.overwrite:
         parser.error(f'{args.json} exists: pass --overwrite to replace it, or another --json')
@@ -371,6 +511,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     precision = args.precision or ('fp16' if gpu else 'fp32')
     count = args.images or (128 if gpu else 4)
     image_batch = args.image_batch or (16 if gpu else 4)
+    repeats = args.repeats or (5 if gpu else 3)
+    if repeats < 1:
+        parser.error(f'--repeats must be at least 1, got {repeats}')
     methods = list(dict.fromkeys(args.methods))
     missing = None if args.random else vfm_missing(args.vfm, methods, args.sam)
     if missing and args.methods is not parser.get_default('methods'):
@@ -383,14 +526,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     modes = [FLOOR] + ([] if args.no_release else [RELEASE]) + floors + methods
     rows, notes = [], []
     for size in args.sizes:
-        results = {}
-        for mode in modes:
-            cfg = dict(mode=mode, size=size, backbone=args.backbone, vfm=args.vfm, sam=args.sam,
-                       random=args.random, device=args.device, precision=precision, images=count,
-                       image_batch=image_batch, crop_batch_size=args.crop_batch_size)
-            results[mode] = run_worker(cfg)
-            print(f"{results[mode]['size']} {mode}: {results[mode]['images_per_s']:.2f} "
-                  f"images/s", file=sys.stderr)
+        cfgs = [dict(mode=mode, size=size, backbone=args.backbone, vfm=args.vfm, sam=args.sam,
+                     random=args.random, device=args.device, precision=precision, images=count,
+                     image_batch=image_batch, crop_batch_size=args.crop_batch_size)
+                for mode in modes]
+        results = measure_interleaved(cfgs, repeats)
         add_ratios(results)
         rows.extend(results.values())
         notes.extend(pamr_costs(results))
@@ -398,14 +538,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     vfm = f', VFM {args.vfm}' if floors else ''
     header = (f'backbone {args.backbone}{vfm}{" (random weights)" if args.random else ""}, '
               f'{precision}, {args.device} ({device_name}), {count} images per measurement, '
-              f'{image_batch} images per predict call')
+              f'{image_batch} images per predict call, median of {repeats} interleaved '
+              f'passes after a warm-up')
+    warnings = timing_warnings(rows)
     print(header)
     print(table(rows))
     print('\n'.join(notes))
+    for line in warnings:
+        print(line, file=sys.stderr)
     if args.json:
         from sfp.utils import atomic_write_text
         atomic_write_text(args.json, json.dumps(dict(setting=header, results=rows,
-                                                     pamr=notes), indent=2))
+                                                     pamr=notes, warnings=warnings), indent=2))
     return 0
 
 

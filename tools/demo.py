@@ -1,18 +1,18 @@
 """Segment your own images with any vocabulary.
 
     python tools/demo.py IMAGES... [--vocab VOCAB] [--clip-path ViT-B/16] [--out-dir DIR]
-        [--method sfp] [--vfm-path dino_vitb8] [--sam-path sam_vit_b]
+        [--method sfp] [--vfm-path VFM] [--sam-path SAM]
 
 IMAGES are files, folders (searched with their subfolders) or glob patterns.  VOCAB is a
-preset (a benchmark of the table: voc21, voc20, context60, context59, coco_object,
-coco_stuff164k, cityscapes, ade20k, camvid), a class-name file (one class per line,
+preset (a benchmark of the table, listed below), a class-name file (one class per line,
 synonyms after commas) or a comma list of classes with synonyms joined by '|'
-("sky,person|people,car").  --method picks the method (sfp, or a baseline: clip,
-maskclip, clearclip, sclip, naclip, scclip, cliptrase, or proxyclip, which also reads a DINO
-ViT: --vfm-path, default its config's dino_vitb8, downloaded once; trident also reads SAM:
---sam-path, default sam_vit_b).  A preset brings the
-method's released setting on that benchmark (its class file, window, thresholds, PAMR,
-short side) and the dataset's class names; options override them.
+("sky,person|people,car").  --method picks the method (listed below); a method that also
+reads a vision foundation model takes it from --vfm-path (default: its config's, downloaded
+once), and one that reads SAM (Trident) from --sam-path (default sam_vit_b).  A preset
+brings the method's released setting on that benchmark (its class file, window,
+thresholds, PAMR, short side) and the dataset's class names; options override them.
+--clip-path, --vfm-path and --sam-path also take local checkpoint files (the tests' random
+weights: tests/fixtures/tiny_clip_state_dict.pt and tiny_dino_vit8.pth).
 
 For each image the demo writes <name>_overlay.png (the segmentation over the image at its
 own size, with a legend panel of the classes found added on the right) and
@@ -38,13 +38,15 @@ from sfp.apis import (  # noqa: E402
     DEFAULT_SHORT_SIDE,
     PRESETS,
     available_methods,
+    method_vfm,
     segment_images,
     vocabulary_setting,
 )
 from sfp.clip import CheckpointError  # noqa: E402
-from sfp.datasets import read_image  # noqa: E402
+from sfp.datasets import ImageReadError, read_image  # noqa: E402
 from sfp.models import SFPSegmentor  # noqa: E402
 from sfp.utils import atomic_write_png, atomic_write_text  # noqa: E402
+from sfp.utils.cli import for_command_line, is_test_weights  # noqa: E402
 from sfp.visualization import add_legend, make_palette, overlay  # noqa: E402
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif'}
@@ -105,9 +107,18 @@ def _clashes(names):
     return [g for g in groups.values() if len(g) > 1]
 
 
+def registry_lists() -> str:
+    """The presets and methods, as the registries hold them today (for --help)."""
+    vfm = [f'{m} ({method_vfm(m)})' for m in available_methods() if method_vfm(m)]
+    return (f'presets: {", ".join(PRESETS)}\n'
+            f'methods: {", ".join(available_methods())}\n'
+            f'methods that also read a vision foundation model (default): {", ".join(vfm)}')
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__.split('\n')[0], epilog=__doc__.split('\n\n', 2)[-1],
+        description=__doc__.split('\n')[0],
+        epilog=f"{__doc__.split(chr(10) * 2, 2)[-1]}\n{registry_lists()}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('images', nargs='+', help='image files, folders or glob patterns')
     parser.add_argument('--vocab', default='voc21',
@@ -169,8 +180,12 @@ def main(argv=None) -> int:
                                  device=args.device, precision=args.precision,
                                  return_probs=False, **settings)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
+        print(f'error: {for_command_line(err)}', file=sys.stderr)
         return 2
+    for weights in (segmentor.clip_checkpoint, settings.get('vfm_path')):
+        if is_test_weights(weights):
+            print(f'warning: {weights} holds the tests\' random weights, not a trained model: '
+                  f'the outputs show the mechanics only', file=sys.stderr)
     # What an output depends on: outputs recorded with other values are not current.
     recipe = json.loads(json.dumps(dict(
         classes=classes, clip_path=str(args.clip_path), method=args.method,
@@ -192,6 +207,9 @@ def main(argv=None) -> int:
         try:
             image = read_image(path)
             labels = segment_images(segmentor, [image], short_side)[0]
+        except ImageReadError as err:  # names the file itself
+            failed.append(str(err))
+            continue
         except Exception as err:  # one image's failure must not stop the others
             failed.append(f'{path}: {err}')
             continue

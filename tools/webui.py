@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sfp.models.segmentor import sam_methods, vfm_methods  # noqa: E402
 from sfp.webui import (  # noqa: E402
     WebDemo,
     available_methods,
@@ -32,13 +33,13 @@ def parse_args(argv=None):
     parser.add_argument('--method', default='sfp', choices=available_methods(),
                         help='segmentation method selected when the page opens')
     parser.add_argument('--vfm-path',
-                        help="vision foundation model of the methods that read one "
-                             "(ProxyCLIP): name ('dino_vitb8', downloaded once) or file; "
-                             "loaded when such a method is first used")
+                        help=f"vision foundation model of the methods that read one "
+                             f"({', '.join(vfm_methods())}): name ('dino_vitb8', downloaded "
+                             "once) or file; loaded when such a method is first used")
     parser.add_argument('--sam-path',
-                        help="SAM of the methods that read it (Trident): name ('sam_vit_b', "
-                             "downloaded once) or file; loaded when such a method is first "
-                             "used")
+                        help=f"SAM of the methods that read it ({', '.join(sam_methods())}): "
+                             "name ('sam_vit_b', downloaded once) or file; loaded when such a "
+                             "method is first used")
     parser.add_argument('--vocab', default='voc21', help='vocabulary shown when the page opens')
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (0.0.0.0 exposes the page to the network)')

@@ -21,17 +21,19 @@ def _expected(dataset_type: str) -> str:
     return f'{dataset_type} expects under its data root: {layout}'
 
 
-def check_dataset_config(cfg: Mapping) -> None:
+def check_dataset_config(cfg: Mapping,
+                         fix: str = 'Pass the right folder with --data-root (or data_root in '
+                                    'the config)') -> None:
     """Check that a dataset config's data root, folders and split file exist.
 
-    Raises :class:`DataLayoutError` naming each missing path and the expected layout.
+    Raises :class:`DataLayoutError` naming each missing path and the expected layout;
+    ``fix`` says how the caller's user gives another data root.
     """
     dataset_type = str(cfg.get('type'))
     root = Path(cfg.get('data_root') or '')
     if not root.is_dir():
         raise DataLayoutError(
-            f'data root {root.resolve()} does not exist. {_expected(dataset_type)}. Pass the '
-            f'right folder with --data-root (or data_root in the config).')
+            f'data root {root.resolve()} does not exist. {_expected(dataset_type)}. {fix}.')
     missing = []
     for key, folder in dict(cfg.get('data_prefix') or {}).items():
         if key in ('img_path', 'seg_map_path') and not (root / folder).is_dir():

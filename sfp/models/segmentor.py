@@ -135,6 +135,11 @@ class SFPSegmentor(BaseSegmentor):
         pretrained, train_cfg, test_cfg: mmseg's ``init_model`` sets the first two to
             None; there is nothing else to give: the weights come from ``clip_path``,
             there is no training, and ``slide_crop`` / ``slide_stride`` are the window.
+        class_names: the name of each class, for legends, tables and mmseg's
+            ``dataset_meta`` (a preset gives its dataset's: VOC's class 0 is
+            "background", however its queries read); default: each class's first synonym.
+            A config's dataset that names each class names them instead (see
+            :attr:`dataset_meta`).
         vfm_path: the vision foundation model of a method that reads one (ProxyCLIP,
             CASS; :attr:`~sfp.models.encoder.MethodEncoder.uses_vfm`): a name
             ('dino_vitb8', ...: downloaded once), a checkpoint file, or a loaded tower
@@ -174,6 +179,7 @@ class SFPSegmentor(BaseSegmentor):
                  text_cache: Union[bool, str, Path] = True,
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
+                 class_names: Optional[Sequence[str]] = None,
                  vfm_path: Union[str, Path, nn.Module, None] = None,
                  sam_path: Union[str, Path, nn.Module, None] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -210,6 +216,9 @@ class SFPSegmentor(BaseSegmentor):
         text_dtype = torch.promote_types(dtype, torch.float32)
         # Fail on a bad class file before loading CLIP.
         classes = load_vocabulary(name_path, allow_duplicate_names)
+        if class_names is not None and len(class_names) != len(classes):
+            raise ValueError(f'class_names gives {len(class_names)} names for the '
+                             f'{len(classes)} classes of name_path')
         if encoder_type.uses_vfm:
             parts.update(vfm=_tower(
                 vfm_path, load_vfm, f'{encoder_type.__name__} reads a vision foundation model: '
@@ -233,7 +242,8 @@ class SFPSegmentor(BaseSegmentor):
             checkpoint = clip.resolve_checkpoint(clip_path)
             model = clip.load(checkpoint, device=device, precision=text_dtype)
         self.clip_checkpoint = checkpoint  # the weights file, None for a loaded CLIP
-        self.class_names = [names[0] for names in classes]
+        self._class_names = (list(class_names) if class_names is not None else
+                             [names[0] for names in classes])
         self._dataset_meta: Optional[dict] = None  # see dataset_meta
         query_features, query_idx = build_query_features(
             model, classes, templates, checkpoint=_cache_key(text_cache, checkpoint))
@@ -543,7 +553,7 @@ class SFPSegmentor(BaseSegmentor):
             return self._dataset_meta
         dataset = getattr(self, 'cfg', None) and self.cfg.get('test_dataloader', {}).get(
             'dataset', {}).get('type')
-        return dataset_meta(dataset or None, self.class_names)
+        return dataset_meta(dataset or None, self._class_names)
 
     @dataset_meta.setter
     def dataset_meta(self, meta: dict) -> None:
@@ -557,6 +567,11 @@ class SFPSegmentor(BaseSegmentor):
                       f'names', logger='current', level=logging.WARNING)
             return
         self._dataset_meta = dict(current, **meta)
+
+    @property
+    def class_names(self) -> List[str]:
+        """The name of each class (label i is ``class_names[i]``): ``dataset_meta``'s."""
+        return list(self.dataset_meta['classes'])
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
         """Load this segmentor's own weights as any module does; a CLIP checkpoint is

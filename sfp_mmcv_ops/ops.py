@@ -1,20 +1,15 @@
-"""Compatibility shims installed before anything from mmseg is imported.
+"""The stand-in for ``mmcv.ops``: the two ops mmseg calls at import time, in PyTorch.
 
 mmsegmentation imports ``mmcv.ops`` at module level (``point_sample`` in the
 mask-classification utilities, ``sigmoid_focal_loss`` in the focal loss), but
-``mmcv-lite`` ships only the Python sources of those ops without their compiled
-``mmcv._ext`` extension, so ``import mmseg.models`` fails.  SFP needs none of the
-compiled ops; :func:`install_mmcv_ops_stand_in` puts a small pure-PyTorch module
-in place of ``mmcv.ops`` that offers the two functions mmseg uses at import time
-and raises :class:`ModuleNotFoundError` for every other op, which is exactly
+``mmcv-lite`` ships those ops without their compiled ``mmcv._ext`` extension.  SFP needs
+none of the compiled ops: :func:`build_stand_in` makes a module that offers those two
+functions and raises :class:`ModuleNotFoundError` for every other op, which is exactly
 what mmseg's optional imports (``try: from mmcv.ops import X`` /
-``except ModuleNotFoundError``) fall back on.  With a full mmcv (compiled ops
-present) nothing is touched.
+``except ModuleNotFoundError``) fall back on.  :mod:`sfp_mmcv_ops` decides when it is used.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 import types
 from typing import Optional
 
@@ -81,30 +76,10 @@ class _OpsStandIn(types.ModuleType):
             name=f'{STAND_IN_NAME}.{name}')
 
 
-def full_mmcv_ops_available() -> bool:
-    """True when mmcv's compiled extension (and so the real ``mmcv.ops``) exists."""
-    try:
-        return importlib.util.find_spec('mmcv._ext') is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def install_mmcv_ops_stand_in() -> bool:
-    """Register the stand-in as ``mmcv.ops`` unless real ops exist.
-
-    Returns True when the stand-in is (now or already) in place.  Idempotent.
-    """
-    current = sys.modules.get(STAND_IN_NAME)
-    if isinstance(current, _OpsStandIn):
-        return True
-    if current is not None or full_mmcv_ops_available():
-        return False
-    import mmcv
-
+def build_stand_in() -> types.ModuleType:
+    """A fresh ``mmcv.ops`` stand-in module."""
     module = _OpsStandIn(STAND_IN_NAME, __doc__)
     module.point_sample = point_sample
     module.sigmoid_focal_loss = sigmoid_focal_loss
     module.__all__ = ['point_sample', 'sigmoid_focal_loss']
-    sys.modules[STAND_IN_NAME] = module
-    mmcv.ops = module
-    return True
+    return module
