@@ -179,7 +179,7 @@ def test_demo_runs_a_method_with_a_vision_foundation_model(demo, tmp_path, capsy
                              '--out-dir', str(tmp_path / 'q')]) == 2
     assert f'no VFM checkpoint at {tmp_path / "no.pth"}' in capsys.readouterr().err
     assert demo.main(args + ['--vfm-path', dino, '--out-dir', str(tmp_path / 's')]) == 2
-    assert 'vfm_path is set, but SFPEncoder reads no vision foundation model' in \
+    assert '--vfm-path is set, but SFPEncoder reads no vision foundation model' in \
         capsys.readouterr().err
 
 
