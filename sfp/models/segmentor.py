@@ -481,7 +481,8 @@ class SFPSegmentor(BaseSegmentor):
                 data_samples: Optional[List[SegDataSample]] = None) -> List[SegDataSample]:
         """Segment a batch; each data sample gets ``pred_sem_seg`` (1 x H x W) and, with
         ``return_probs``, ``seg_logits`` (class probabilities, C x H x W) at its
-        ``ori_shape``.  Without ``data_samples`` the inputs' own sizes are the output sizes.
+        ``ori_shape``; with a mask source, ``pred_regions`` (its region map, 1 x H x W).
+        Without ``data_samples`` the inputs' own sizes are the output sizes.
 
         Without PAMR, full-resolution logits are produced in bands of rows, so memory
         stays bounded for very large images.
@@ -511,6 +512,9 @@ class SFPSegmentor(BaseSegmentor):
                     maps.logits.resized(size), self.query_idx, self.num_classes,
                     self.logit_scale, self.prob_thd, self.area_thd, self.return_probs)
             self._store(sample, probs, labels)
+            if maps.regions is not None:  # what the demo and the web page show
+                sample.set_data({'pred_regions': PixelData(
+                    data=maps.regions.original.label_map()[None])})
         return data_samples
 
     def postprocess_result(self, seg_logits: Sequence[torch.Tensor],
