@@ -16,6 +16,10 @@ released VOC setting, ``resclip@whole`` ResCLIP's).  ResCLIP's first-pass PAMR b
 its encoder and runs in every ResCLIP row; the PAMR column counts the final one only.
 The ``window`` column says what each row ran.
 
+A method that reads class-agnostic masks (LaVG) runs on masks given beforehand (eight
+blocks per image, as its release reads files), and their generation has a line of its own,
+``masks/<method>`` (its base's generator, e.g. LaVG's panoptic cut on the VFM, per image).
+
 A method that also reads a vision foundation model (ProxyCLIP, CASS) has a floor of its own,
 ``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's crops
 (its window, padding included), in its crop batches; its ``vs floor`` is against that row.
@@ -43,10 +47,10 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-FLOOR, RELEASE = 'floor', 'release'
+FLOOR, RELEASE, MASKS = 'floor', 'release', 'masks'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
            'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole',
-           'cass')
+           'cass', 'lavg')
 DEFAULT_PAMR_STEPS = 10
 CLASS_FILE = REPO / 'configs' / 'classnames' / 'cls_voc21.txt'
 
@@ -61,11 +65,22 @@ def parse_mode(mode: str) -> Tuple[str, bool, bool]:
 
 
 def vfm_floor(mode: str) -> Optional[str]:
-    """The floor mode of a method mode that reads a VFM (``floor/<method>``), else None."""
-    from sfp.apis import method_vfm
+    """The floor mode of a method mode whose encoder reads a VFM (``floor/<method>``), else
+    None."""
+    from sfp.apis import method_defaults
+    from sfp.registry import ENCODERS
 
     method = parse_mode(mode)[0]
-    return f'{FLOOR}/{method}' if method_vfm(method) is not None else None
+    encoder = ENCODERS.get(method_defaults(method)['encoder']['type'])
+    return f'{FLOOR}/{method}' if encoder.uses_vfm else None
+
+
+def mask_generation(mode: str) -> Optional[str]:
+    """The mask-generation mode of a method mode that reads generated masks
+    (``masks/<method>``), else None."""
+    method = parse_mode(mode)[0]
+    return f'{MASKS}/{method}' if isinstance(method_settings(mode).get('masks'), dict) \
+        else None
 
 
 def vfm_missing(vfm: str, modes: Sequence[str]) -> Optional[str]:
@@ -73,7 +88,7 @@ def vfm_missing(vfm: str, modes: Sequence[str]) -> Optional[str]:
     from sfp.clip import CheckpointError
     from sfp.vfm import resolve_vfm_checkpoint
 
-    if not any(vfm_floor(mode) for mode in modes):
+    if not any(vfm_floor(mode) or mask_generation(mode) for mode in modes):
         return None
     try:
         resolve_vfm_checkpoint(vfm)
@@ -106,9 +121,60 @@ def build_segmentor(cfg: dict, **settings):
                      return_probs=False, text_cache=False)
     arguments.update(settings)
     if 'vfm_path' in arguments:  # the method reads a VFM: the benchmark's
-        from sfp.vfm import random_vfm
-        arguments['vfm_path'] = random_vfm(cfg['vfm']) if cfg['random'] else cfg['vfm']
+        arguments['vfm_path'] = benchmark_vfm(cfg)
+    if isinstance(arguments.get('masks'), dict):  # given beforehand: see block_regions
+        arguments['masks'] = BlockRegions()
     return SFPSegmentor(backbone, name_path=str(CLASS_FILE), **arguments)
+
+
+def benchmark_vfm(cfg: dict):
+    from sfp.vfm import random_vfm
+    return random_vfm(cfg['vfm']) if cfg['random'] else cfg['vfm']
+
+
+class BlockRegions:
+    """Masks given beforehand, as a method's mask files are: each image cut into 2 x 4
+    blocks (the cost of reading regions does not depend on their shapes)."""
+
+    def __call__(self, image_path, size, image=None):
+        from sfp.masks import RegionMasks
+        rows = torch.arange(size[0])[:, None] * 2 // size[0]
+        cols = torch.arange(size[1])[None] * 4 // size[1]
+        return RegionMasks.from_label_map(rows * 4 + cols + 1)
+
+    def to(self, device):
+        return self
+
+
+def measure_masks(cfg: dict, method: str) -> dict:
+    """Images per second of a method's mask generator alone (``masks/<method>``)."""
+    from sfp.masks import build_mask_generator
+
+    generator = build_mask_generator(method_settings(method)['masks'], benchmark_vfm(cfg))
+    generator.to(cfg['device'])
+    if cfg['precision'] and hasattr(generator, 'precision'):
+        generator.precision = cfg['precision']
+    width, height = cfg['size']
+    rng = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (height, width, 3), generator=rng,
+                            dtype=torch.uint8).numpy() for _ in range(cfg['images'])]
+    generator(images[0])  # warm-up (and the model's load)
+    synchronize(cfg['device'])
+    start = time.perf_counter()
+    for image in images:
+        generator(image)
+    synchronize(cfg['device'])
+    images_per_s = cfg['images'] / (time.perf_counter() - start)
+    return dict(mode=cfg['mode'], size=f'{width}x{height}', window='whole image',
+                pamr_steps=0, crops_per_image=1, crop_batch=1, images_per_s=images_per_s,
+                crops_per_s=images_per_s, peak_memory_mb=peak_memory_mb(cfg['device']))
+
+
+def peak_memory_mb(device: str) -> float:
+    """GPU memory allocated by PyTorch at its peak, or the process's peak resident memory."""
+    if device.startswith('cuda'):
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_release_segmentor(cfg: dict):
@@ -192,6 +258,8 @@ def measure(cfg: dict) -> dict:
 
     torch.manual_seed(0)
     device, mode = cfg['device'], cfg['mode']
+    if mode.startswith(f'{MASKS}/'):
+        return measure_masks(cfg, mode.split('/', 1)[1])
     width, height = cfg['size']
     floor_of = mode.split('/', 1)[1] if mode.startswith(f'{FLOOR}/') else None
     if mode == RELEASE:
@@ -236,10 +304,7 @@ def measure(cfg: dict) -> dict:
             run(images[i:i + per_batch])
         synchronize(device)
         seconds = time.perf_counter() - start
-    if device.startswith('cuda'):
-        peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_memory_mb(device)
     images_per_s = cfg['images'] / seconds
     return dict(mode=mode, size=f'{width}x{height}', window=window_label(segmentor),
                 pamr_steps=segmentor.pamr.num_iter if segmentor.pamr is not None else 0,
@@ -261,6 +326,8 @@ def add_ratios(results: dict) -> None:
     run, in images/s (in crops/s too where the crops are the floor's)."""
     release = results.get(RELEASE)
     for mode, row in results.items():
+        if mode.startswith(MASKS):  # mask generation: a stage of its own
+            continue
         floor = None if mode.startswith(FLOOR) else results.get(
             (mode != RELEASE and vfm_floor(mode)) or FLOOR)
         if floor:
@@ -358,12 +425,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     missing = None if args.random else vfm_missing(args.vfm, methods)
     if missing and args.methods is not parser.get_default('methods'):
         parser.error(missing)
+    generations = [g for g in dict.fromkeys(map(mask_generation, methods)) if g]
     if missing:  # the default list: measure the others
-        print(f'note: leaving out {", ".join(m for m in methods if vfm_floor(m))}: {missing}',
-              file=sys.stderr)
+        print(f'note: leaving out {", ".join(m for m in methods if vfm_floor(m))} and '
+              f'{", ".join(generations)}: {missing}', file=sys.stderr)
         methods = [m for m in methods if not vfm_floor(m)]
+        generations = []
     floors = [f for f in dict.fromkeys(map(vfm_floor, methods)) if f]
-    modes = [FLOOR] + ([] if args.no_release else [RELEASE]) + floors + methods
+    modes = [FLOOR] + ([] if args.no_release else [RELEASE]) + floors + generations + methods
     rows, notes = [], []
     for size in args.sizes:
         results = {}
