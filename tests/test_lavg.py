@@ -16,7 +16,7 @@ from sfp.masks import PanopticCut, RegionMasks, read_rgb
 from sfp.methods import ground_in_regions
 from sfp.models import postprocess_logits
 
-from .conftest import REPO, SHARED, TINY_CKPT, TINY_DINO, sample
+from .conftest import REPO, SHARED, TINY_CKPT, TINY_DINO, assert_batch_equals_single, sample
 
 GOLDEN_FILE = SHARED / 'golden' / 'vfm' / 'lavg.pt'
 pytestmark = pytest.mark.skipif(not GOLDEN_FILE.is_file(), reason='needs ../shared/golden')
@@ -144,3 +144,35 @@ def test_stage2_release_outputs(golden, mask_folder, case_index, benchmark):
                                            img_path=im['file'])) for im in case['images']]
     for out, image in zip(seg.predict(inputs, samples), case['images']):
         assert torch.equal(out.pred_sem_seg.data[0], image['pred'].long())
+
+
+BENCHMARKS = ('voc21', 'context60', 'coco_object', 'voc20', 'context59', 'coco_stuff164k',
+              'cityscapes', 'ade20k')
+
+
+@pytest.mark.parametrize('benchmark', BENCHMARKS)
+def test_every_config_runs_an_image(benchmark, tmp_path):
+    """Each benchmark config on the tiny weights, its panoptic cut (small) run on the image
+    file; on VOC21 also batched equals single (masks generated from the inputs there)."""
+    from PIL import Image
+
+    cfg = Config.fromfile(str(REPO / 'configs' / 'lavg' / f'lavg_vit-b16_{benchmark}.py'))
+    model = cfg.model
+    assert model.masks == dict(type='PanopticCut', imgsize=640, N=8, tau=0.3)
+    assert model.vfm_path == 'dino_vitb8' and model.encoder.type == 'LaVGEncoder'
+    model.update(clip_path=str(TINY_CKPT), vfm_path=str(TINY_DINO), device='cpu',
+                 masks=dict(model.masks, imgsize=64, N=2), templates=['{}'],
+                 return_probs=True)
+    seg = MODELS.build(model)
+    rng = np.random.default_rng(0)
+    path = tmp_path / 'image.png'
+    Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(path)
+    x = (torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1).float()
+         - MEAN.float()) / STD.float()
+    out = seg.predict(x[None], [SegDataSample(metainfo=dict(ori_shape=(50, 70),
+                                                            img_path=str(path)))])[0]
+    assert out.pred_sem_seg.data.shape == (1, 50, 70)
+    assert out.pred_regions.data.shape == (1, 50, 70)
+    if benchmark == 'voc21':
+        images = [torch.randn(3, 40, 60), torch.randn(3, 48, 36)]
+        assert_batch_equals_single(seg, images, [(40, 60), (48, 36)], tol=1e-5)

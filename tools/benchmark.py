@@ -47,6 +47,8 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from sfp.masks import MaskSource, RegionMasks  # noqa: E402
+
 FLOOR, RELEASE, MASKS = 'floor', 'release', 'masks'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
            'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole',
@@ -132,18 +134,14 @@ def benchmark_vfm(cfg: dict):
     return random_vfm(cfg['vfm']) if cfg['random'] else cfg['vfm']
 
 
-class BlockRegions:
+class BlockRegions(MaskSource):
     """Masks given beforehand, as a method's mask files are: each image cut into 2 x 4
     blocks (the cost of reading regions does not depend on their shapes)."""
 
-    def __call__(self, image_path, size, image=None):
-        from sfp.masks import RegionMasks
+    def read(self, image_path, image=None, size=None):
         rows = torch.arange(size[0])[:, None] * 2 // size[0]
         cols = torch.arange(size[1])[None] * 4 // size[1]
-        return RegionMasks.from_label_map(rows * 4 + cols + 1)
-
-    def to(self, device):
-        return self
+        return RegionMasks.from_label_map(rows * 4 + cols + 1), 'blocks'
 
 
 def measure_masks(cfg: dict, method: str) -> dict:

@@ -32,14 +32,16 @@ def parse_args(argv=None):
         description=__doc__.split('\n')[0], epilog=__doc__.split('\n\n', 2)[-1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('sources', nargs='+', help='a config, folders or image files')
-    parser.add_argument('--out-dir', required=True, help='where the mask files go')
+    parser.add_argument('--out-dir', '--output-dir', '-o', required=True,
+                        help='where the mask files go')
     parser.add_argument('--generator', default='PanopticCut', help='mask generator name')
     parser.add_argument('--format', choices=sorted(FORMATS),
                         help="file format (default: the generator's release's)")
     parser.add_argument('--vfm-path', default='dino_vitb8',
                         help="the generator's vision model: name (downloaded once) or file")
     parser.add_argument('--imgsize', type=int, help='PanopticCut: square side (640)')
-    parser.add_argument('--N', type=int, help='PanopticCut: NCut rounds, masks per image (8)')
+    parser.add_argument('--N', '--n', dest='N', type=int,
+                        help='PanopticCut: NCut rounds, masks per image (8)')
     parser.add_argument('--tau', type=float, help='PanopticCut: affinity threshold (0.3)')
     parser.add_argument('--precision', choices=['fp32', 'fp16', 'bf16', 'fp64'],
                         help='the vision model\'s precision (default: fp64 on the CPU, '

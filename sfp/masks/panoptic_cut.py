@@ -201,7 +201,7 @@ def to_original_size(mask: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
     return resized
 
 
-@MASK_GENERATORS.register_module(name=['PanopticCut', 'panoptic_cut'])
+@MASK_GENERATORS.register_module(name=['PanopticCut', 'panoptic_cut', 'lavg'])
 class PanopticCut(MaskGenerator):
     """LaVG's stage 1 (see the module doc).
 
