@@ -156,3 +156,37 @@ def test_mask_folder_names_must_agree():
     with pytest.raises(ValueError, match='maskpred_root and instance_mask_path name different'):
         sfp.SFPSegmentor(clip_path=str(TINY_CKPT), name_path=[['cat']], device='cpu',
                          maskpred_root='a', instance_mask_path='b')
+
+
+def test_demo_shows_the_regions_of_a_mask_folder(tmp_path):
+    """tools/demo.py --masks FOLDER: any method gets the regions; the overlay draws their
+    borders and <name>_regions.png shows them."""
+    import importlib.util
+
+    import cv2
+    from PIL import Image
+
+    from .conftest import REPO
+    spec = importlib.util.spec_from_file_location('demo_tool', REPO / 'tools' / 'demo.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / 'photo.png')
+    labels = torch.zeros(40, 60, dtype=torch.long)
+    labels[10:30, 20:50] = 3
+    write_mask_file(tmp_path / 'masks' / 'photo.npz', RegionMasks.from_label_map(labels),
+                    'corrclip')
+    args = [str(tmp_path / 'photo.png'), '--vocab', 'cat,dog', '--method', 'sclip',
+            '--clip-path', str(TINY_CKPT), '--device', 'cpu', '--short-side', '40']
+    assert tool.main(args + ['--masks', str(tmp_path / 'masks'), '--out-dir',
+                             str(tmp_path / 'with')]) == 0
+    regions = cv2.imread(str(tmp_path / 'with' / 'photo_regions.png'))
+    assert regions.shape == (40, 60, 3)
+    overlay = cv2.imread(str(tmp_path / 'with' / 'photo_overlay.png'))[:40, :60]
+    border = np.zeros((40, 60), dtype=bool)
+    border[9:11, 20:50] = border[29:31, 20:50] = True
+    border[10:30, 19:21] = border[10:30, 49:51] = True
+    white = (overlay == 255).all(-1)
+    assert white[border].sum() == 99 and not white[~border].any()  # 30 + 30 + 20 + 20 - 1
+    assert tool.main(args + ['--masks', str(tmp_path / 'nowhere'), '--out-dir',
+                             str(tmp_path / 'bad')]) == 2
