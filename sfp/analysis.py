@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -61,6 +62,8 @@ class OutlierAnalysis:
         last_block: the method's last-block attention (see :func:`last_block_attention`).
         labels: (H, W) segmentation of the whole image at its own size.
         class_names: display name of each label.
+        regions: (H, W) its class-agnostic region map when the segmentor has a mask
+            source (``masks``), else None.
     """
 
     crop: np.ndarray
@@ -74,6 +77,7 @@ class OutlierAnalysis:
     last_block: LastBlockAttention
     labels: np.ndarray
     class_names: List[str]
+    regions: Optional[np.ndarray] = None
 
     def similarity_map(self, row: int, col: int, purified: bool = True) -> torch.Tensor:
         """(rows, cols) similarity of every patch to patch (row, col)."""
@@ -300,7 +304,8 @@ class WalkRecorder:
 @torch.no_grad()
 def analyze_image(segmentor: SFPSegmentor, image_bgr: np.ndarray,
                   detectors: Sequence = DEFAULT_DETECTORS, crop: Optional[int] = 224,
-                  short_side: int = 336) -> OutlierAnalysis:
+                  short_side: int = 336,
+                  image_path: Optional[Union[str, Path]] = None) -> OutlierAnalysis:
     """Analyse the central ``crop`` of an image resized to ``short_side`` (see module doc).
 
     Args:
@@ -310,6 +315,8 @@ def analyze_image(segmentor: SFPSegmentor, image_bgr: np.ndarray,
         detectors: names or configs of the detectors to compare.
         crop: side of the analysed crop (224 is one sliding window); None for the whole
             resized image.
+        image_path: the file the image came from (a segmentor's mask folder finds its
+            masks by it).
     """
     encoder = segmentor.encoder
     prepared, x = _prepared_crop(segmentor, image_bgr, crop, short_side)
@@ -331,7 +338,8 @@ def analyze_image(segmentor: SFPSegmentor, image_bgr: np.ndarray,
         mitigated = encoder.mitigation(guidance, walk.outliers.mask(), grid)
         purified = guidance_similarity(mitigated, threshold)[0]
     last = method_attention(encoder, walk)
-    prediction = segment_images(segmentor, [image_bgr], short_side)[0]
+    prediction = segment_images(segmentor, [image_bgr], short_side,
+                                None if image_path is None else [image_path])[0]
     return OutlierAnalysis(
         crop=_as_rgb(prepared), grid=grid,
         cls_attention=torch.stack(cls_attention).float().cpu(),
@@ -339,6 +347,8 @@ def analyze_image(segmentor: SFPSegmentor, image_bgr: np.ndarray,
         outliers=found, detect_block=encoder.detect_block,
         similarity_raw=raw.float().cpu(), similarity_purified=purified.float().cpu(),
         last_block=last, labels=prediction.pred_sem_seg.data[0].cpu().numpy(),
+        regions=(prediction.pred_regions.data[0].cpu().numpy()
+                 if 'pred_regions' in prediction else None),
         class_names=list(segmentor.class_names))
 
 

@@ -225,15 +225,20 @@ def prepare_image(image_bgr: np.ndarray, short_side: int = DEFAULT_SHORT_SIDE,
 
 
 def segment_images(segmentor: SFPSegmentor, images_bgr: Sequence[np.ndarray],
-                   short_side: int = DEFAULT_SHORT_SIDE) -> List[SegDataSample]:
+                   short_side: int = DEFAULT_SHORT_SIDE,
+                   image_paths: Optional[Sequence[Union[str, Path]]] = None
+                   ) -> List[SegDataSample]:
     """Segment images (see :func:`as_bgr_uint8` for the forms taken); predictions come
-    at each image's own size."""
+    at each image's own size.  ``image_paths``: the files they were read from, by which a
+    segmentor's mask folder finds their masks (``img_path`` of each sample)."""
     inputs, samples = [], []
     for index, image in enumerate(images_bgr):
         image = as_bgr_uint8(image, f'image {index}')
         prepared = prepare_image(image, short_side)
         inputs.append(prepared)
-        samples.append(SegDataSample(metainfo=dict(ori_shape=image.shape[:2],
-                                                   img_shape=tuple(prepared.shape[1:]))))
+        meta = dict(ori_shape=image.shape[:2], img_shape=tuple(prepared.shape[1:]))
+        if image_paths is not None:
+            meta['img_path'] = str(image_paths[index])
+        samples.append(SegDataSample(metainfo=meta))
     data = segmentor.data_preprocessor(dict(inputs=inputs, data_samples=samples), False)
     return segmentor.predict(data['inputs'], data['data_samples'])

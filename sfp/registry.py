@@ -10,7 +10,8 @@ segmentor's ``encoder=dict(type=...)``; the parts an encoder is assembled from
 them as dicts.  Vision foundation models read beside CLIP (DINO ...) are tower classes
 in ``VFM_TOWERS``, which the VFM loader tries in turn on a checkpoint's keys; every
 family of weights (CLIP's and the VFMs') is in ``WEIGHT_FAMILIES``, which tells a file's
-family from its keys (:mod:`sfp.weights`).
+family from its keys (:mod:`sfp.weights`).  Class-agnostic region generators (LaVG's
+panoptic cut ...) are in ``MASK_GENERATORS``.
 """
 from mmengine.registry import Registry
 
@@ -19,6 +20,7 @@ ENCODERS = Registry('encoder', locations=['sfp.methods'])
 ENCODER_PARTS = Registry('encoder part', locations=['sfp.models'])
 VFM_TOWERS = Registry('vfm tower', locations=['sfp.vfm'])
 WEIGHT_FAMILIES = Registry('weights family', locations=['sfp.clip', 'sfp.vfm'])
+MASK_GENERATORS = Registry('mask generator', locations=['sfp.masks'])
 
 
 def registered_type(registry: Registry, name: str, what: str, argument: str = '') -> type:

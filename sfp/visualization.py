@@ -45,6 +45,23 @@ def overlay(image_rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray,
     return blended.round().clip(0, 255).astype(np.uint8)
 
 
+def draw_region_borders(image_rgb: np.ndarray, regions: np.ndarray,
+                        colour: Sequence[int] = (255, 255, 255)) -> np.ndarray:
+    """The image with the borders between the regions of an (H, W) region map (class-
+    agnostic masks, 0 = not segmented) drawn in ``colour``; the map is resized (nearest)
+    to the image when their sizes differ."""
+    if regions.shape != image_rgb.shape[:2]:
+        rows = np.arange(image_rgb.shape[0]) * regions.shape[0] // image_rgb.shape[0]
+        cols = np.arange(image_rgb.shape[1]) * regions.shape[1] // image_rgb.shape[1]
+        regions = regions[rows][:, cols]
+    border = np.zeros(regions.shape, dtype=bool)
+    border[:-1] |= regions[:-1] != regions[1:]
+    border[:, :-1] |= regions[:, :-1] != regions[:, 1:]
+    drawn = image_rgb.copy()
+    drawn[border] = colour
+    return drawn
+
+
 def add_legend(image_rgb: np.ndarray, class_names: Sequence[str], palette: np.ndarray,
                classes: Optional[Sequence[int]] = None) -> np.ndarray:
     """Append a legend panel (colour swatch + name per class) to the right of the image."""

@@ -53,7 +53,7 @@ from .text import parse_class_names
 from .utils import atomic_write_png
 from .utils.cli import is_test_weights
 from .vfm import load_sam, load_vfm
-from .visualization import add_legend, make_palette, overlay
+from .visualization import add_legend, draw_region_borders, make_palette, overlay
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_IMAGES = REPO / 'demo' / 'images'
@@ -286,12 +286,17 @@ class WebDemo:
             cannot be had, those requests answer which file to place where.
         sam_path: SAM, for the methods that read it (Trident), likewise (default: each
             method's config's, 'sam_vit_b').
+        masks: class-agnostic regions for every method (a folder of mask files or a
+            generator name, see :mod:`sfp.masks`); None: each method's own (LaVG's
+            panoptic cut).  The overlay shows their borders.
     """
 
     def __init__(self, clip_path: str = 'ViT-B/16', device: Optional[str] = None,
                  precision: Optional[str] = None, output_dir: Optional[Path] = None,
-                 vfm_path: Optional[str] = None, sam_path: Optional[str] = None):
+                 vfm_path: Optional[str] = None, sam_path: Optional[str] = None,
+                 masks: Optional[str] = None):
         self.device = device
+        self.masks = masks
         self.precision = precision
         self.vfm_path = vfm_path
         self.sam_path = sam_path
@@ -350,6 +355,7 @@ class WebDemo:
                 self.clip, classes, device=self.device, precision=self.precision,
                 method=settings.method, pm=settings.pm, purify=settings.purify,
                 return_probs=False, **towers, **names,
+                **({} if self.masks is None else dict(masks=self.masks)),
                 text_cache=self.checkpoint)  # the disk cache of the file CLIP came from
             while len(self._segmentors) > SEGMENTORS_KEPT:
                 self._segmentors.popitem(last=False)
@@ -415,7 +421,7 @@ class WebDemo:
             resized = inference_size(image, patch_size, settings.short_side)
             analysis = analyze_image(segmentor, image, detectors=[settings.pm],
                                      crop=analysis_crop(*resized, patch_size),
-                                     short_side=settings.short_side)
+                                     short_side=settings.short_side, image_path=image_path)
             return self.render(image, analysis, resized, patch_size, settings,
                                Path(image_path).stem)
 
@@ -431,8 +437,10 @@ class WebDemo:
         palette = make_palette(len(names))
         shares = class_shares(labels, names)
         shown, shown_labels = fit_for_display(image_bgr[:, :, ::-1], labels)
-        figure = add_legend(overlay(shown, shown_labels, palette), names, palette,
-                            [s.index for s in shares])
+        blended = overlay(shown, shown_labels, palette)
+        if analysis.regions is not None:
+            blended = draw_region_borders(blended, analysis.regions)
+        figure = add_legend(blended, names, palette, [s.index for s in shares])
         positions = analysis.outliers[settings.pm]
         # Outliers are patches of the analysed crop, centred in the resized image
         # (as sfp.analysis.center_crop cuts it).

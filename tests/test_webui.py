@@ -295,7 +295,8 @@ def test_awkward_uploads_are_segmented(demo, tmp_path, kind, size):
 
 def test_bad_settings_are_refused(demo):
     with pytest.raises(InputError, match="method 'maskclp' is not available; choose from "
-                                         "cass, clearclip, clip, cliptrase, maskclip, naclip, "
+                                         "cass, clearclip, clip, cliptrase, lavg, maskclip, "
+                                         "naclip, "
                                          "proxyclip, resclip, scclip, sclip, sfp"):
         demo.run(str(CAMVID_IMAGE), Settings(method='maskclp'))
     with pytest.raises(InputError, match='detector .* is unknown'):
@@ -357,7 +358,7 @@ def test_command_lists_the_available_methods(capsys):
     assert 'maskclp' in error and all(m in error for m in available_methods())
     assert set(available_methods()) == {'sfp', 'clip', 'maskclip', 'clearclip', 'sclip',
                                         'naclip', 'scclip', 'cliptrase', 'proxyclip', 'resclip',
-                                        'cass', 'trident'}
+                                        'cass', 'trident', 'lavg'}
 
 
 def test_own_output_folder_goes_with_the_demo():

@@ -17,6 +17,10 @@ released VOC setting, ``resclip@whole`` ResCLIP's).  ResCLIP's first-pass PAMR b
 its encoder and runs in every ResCLIP row; the PAMR column counts the final one only.
 The ``window`` column says what each row ran.
 
+A method that reads class-agnostic masks (LaVG) runs on masks given beforehand (eight
+blocks per image, as its release reads files), and their generation has a line of its own,
+``masks/<method>`` (its base's generator, e.g. LaVG's panoptic cut on the VFM, per image).
+
 A method that also reads a vision foundation model has a floor of its own,
 ``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's crops
 (its window, padding included), in its crop batches, and for a method that reads SAM
@@ -53,10 +57,12 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-FLOOR, RELEASE = 'floor', 'release'
+from sfp.masks import MaskSource, RegionMasks  # noqa: E402
+
+FLOOR, RELEASE, MASKS = 'floor', 'release', 'masks'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
            'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole',
-           'cass', 'trident')
+           'cass', 'trident', 'lavg')
 DEFAULT_PAMR_STEPS = 10
 # A row whose median pass is shorter, or whose passes spread wider (relative to the
 # median), is flagged as too short or too noisy to time.
@@ -76,11 +82,22 @@ def parse_mode(mode: str) -> Tuple[str, bool, bool]:
 
 
 def vfm_floor(mode: str) -> Optional[str]:
-    """The floor mode of a method mode that reads a VFM (``floor/<method>``), else None."""
-    from sfp.apis import method_vfm
+    """The floor mode of a method mode whose encoder reads a VFM (``floor/<method>``), else
+    None."""
+    from sfp.apis import method_defaults
+    from sfp.registry import ENCODERS
 
     method = parse_mode(mode)[0]
-    return f'{FLOOR}/{method}' if method_vfm(method) is not None else None
+    encoder = ENCODERS.get(method_defaults(method)['encoder']['type'])
+    return f'{FLOOR}/{method}' if encoder.uses_vfm else None
+
+
+def mask_generation(mode: str) -> Optional[str]:
+    """The mask-generation mode of a method mode that reads generated masks
+    (``masks/<method>``), else None."""
+    method = parse_mode(mode)[0]
+    return f'{MASKS}/{method}' if isinstance(method_settings(mode).get('masks'), dict) \
+        else None
 
 
 def vfm_missing(vfm: str, modes: Sequence[str], sam: str = 'sam_vit_b') -> Optional[str]:
@@ -90,7 +107,7 @@ def vfm_missing(vfm: str, modes: Sequence[str], sam: str = 'sam_vit_b') -> Optio
     from sfp.clip import CheckpointError
     from sfp.vfm import resolve_vfm_checkpoint
 
-    needed = [vfm] if any(vfm_floor(mode) for mode in modes) else []
+    needed = [vfm] if any(vfm_floor(mode) or mask_generation(mode) for mode in modes) else []
     needed += [sam] if any(method_sam(parse_mode(mode)[0]) for mode in modes) else []
     try:
         for name in needed:
@@ -124,13 +141,36 @@ def build_segmentor(cfg: dict, **settings):
                      return_probs=False, text_cache=False)
     arguments.update(settings)
     if 'vfm_path' in arguments:  # the method reads a VFM: the benchmark's
-        from sfp.vfm import random_vfm
-        arguments['vfm_path'] = random_vfm(cfg['vfm']) if cfg['random'] else cfg['vfm']
+        arguments['vfm_path'] = benchmark_vfm(cfg)
     if 'sam_path' in arguments:  # the method reads SAM: the benchmark's
         from sfp.vfm import random_sam
         sam = cfg.get('sam', 'sam_vit_b')
         arguments['sam_path'] = random_sam(sam) if cfg['random'] else sam
+    if isinstance(arguments.get('masks'), dict):  # given beforehand: see BlockRegions
+        arguments['masks'] = BlockRegions()
     return SFPSegmentor(backbone, name_path=str(CLASS_FILE), **arguments)
+
+
+def benchmark_vfm(cfg: dict):
+    from sfp.vfm import random_vfm
+    return random_vfm(cfg['vfm']) if cfg['random'] else cfg['vfm']
+
+
+class BlockRegions(MaskSource):
+    """Masks given beforehand, as a method's mask files are: each image cut into 2 x 4
+    blocks (the cost of reading regions does not depend on their shapes)."""
+
+    def read(self, image_path, image=None, size=None):
+        rows = torch.arange(size[0])[:, None] * 2 // size[0]
+        cols = torch.arange(size[1])[None] * 4 // size[1]
+        return RegionMasks.from_label_map(rows * 4 + cols + 1), 'blocks'
+
+
+def peak_memory_mb(device: str) -> float:
+    """GPU memory allocated by PyTorch at its peak, or the process's peak resident memory."""
+    if device.startswith('cuda'):
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_release_segmentor(cfg: dict):
@@ -281,16 +321,55 @@ class Measurement:
 
     def info(self) -> dict:
         """What the row ran, and its peak memory since the warm-up."""
-        if self.cfg['device'].startswith('cuda'):
-            peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20
-        else:
-            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         segmentor, (width, height) = self.segmentor, self.cfg['size']
         return dict(mode=self.cfg['mode'], size=f'{width}x{height}',
                     window=window_label(segmentor),
                     pamr_steps=segmentor.pamr.num_iter if segmentor.pamr is not None else 0,
                     crops_per_image=len(self.windows), crop_batch=self.crop_batch,
-                    peak_memory_mb=peak_mb)
+                    peak_memory_mb=peak_memory_mb(self.cfg['device']))
+
+
+class MaskMeasurement:
+    """A method's mask generator alone (``masks/<method>``), as :class:`Measurement`: built
+    and warmed up, then timed pass by pass over uint8 images."""
+
+    def __init__(self, cfg: dict):
+        from sfp.masks import build_mask_generator
+
+        torch.manual_seed(0)
+        self.cfg = cfg
+        method = cfg['mode'].split('/', 1)[1]
+        self.generator = build_mask_generator(method_settings(method)['masks'],
+                                              benchmark_vfm(cfg))
+        self.generator.to(cfg['device'])
+        if cfg['precision'] and hasattr(self.generator, 'precision'):
+            self.generator.precision = cfg['precision']
+        width, height = cfg['size']
+        rng = torch.Generator().manual_seed(0)
+        self.images = [torch.randint(0, 256, (height, width, 3), generator=rng,
+                                     dtype=torch.uint8).numpy() for _ in range(cfg['images'])]
+        self.generator(self.images[0])  # warm-up (and the model's load)
+        synchronize(cfg['device'])
+
+    def time_pass(self) -> float:
+        """Seconds to generate every image's masks once."""
+        synchronize(self.cfg['device'])
+        start = time.perf_counter()
+        for image in self.images:
+            self.generator(image)
+        synchronize(self.cfg['device'])
+        return time.perf_counter() - start
+
+    def info(self) -> dict:
+        width, height = self.cfg['size']
+        return dict(mode=self.cfg['mode'], size=f'{width}x{height}', window='whole image',
+                    pamr_steps=0, crops_per_image=1, crop_batch=1,
+                    peak_memory_mb=peak_memory_mb(self.cfg['device']))
+
+
+def build_measurement(cfg: dict):
+    """The measurement of one (size, mode)."""
+    return (MaskMeasurement if cfg['mode'].startswith(f'{MASKS}/') else Measurement)(cfg)
 
 
 def timed_row(info: dict, seconds: Sequence[float], images: int) -> dict:
@@ -320,7 +399,7 @@ def timing_warnings(rows: Sequence[dict]) -> List[str]:
 
 def measure(cfg: dict, repeats: int = 1) -> dict:
     """One (size, mode) measured in this process: warm-up, then ``repeats`` passes."""
-    measurement = Measurement(cfg)
+    measurement = build_measurement(cfg)
     seconds = [measurement.time_pass() for _ in range(repeats)]
     return timed_row(measurement.info(), seconds, cfg['images'])
 
@@ -328,7 +407,7 @@ def measure(cfg: dict, repeats: int = 1) -> dict:
 def serve(cfg: dict) -> None:
     """The worker process of one (size, mode): builds and warms up, says so, then answers
     'time' with one pass's seconds and 'stop' with the row's information."""
-    measurement = Measurement(cfg)
+    measurement = build_measurement(cfg)
     reply(dict(ready=True))
     for command in sys.stdin:
         if command.strip() == 'time':
@@ -411,6 +490,8 @@ def add_ratios(results: dict) -> None:
     run, in images/s (in crops/s too where the crops are the floor's)."""
     release = results.get(RELEASE)
     for mode, row in results.items():
+        if mode.startswith(MASKS):  # mask generation: a stage of its own
+            continue
         floor = None if mode.startswith(FLOOR) else results.get(
             (mode != RELEASE and vfm_floor(mode)) or FLOOR)
         if floor:
@@ -518,12 +599,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     missing = None if args.random else vfm_missing(args.vfm, methods, args.sam)
     if missing and args.methods is not parser.get_default('methods'):
         parser.error(missing)
+    generations = [g for g in dict.fromkeys(map(mask_generation, methods)) if g]
     if missing:  # the default list: measure the others
-        print(f'note: leaving out {", ".join(m for m in methods if vfm_floor(m))}: {missing}',
-              file=sys.stderr)
+        print(f'note: leaving out {", ".join(m for m in methods if vfm_floor(m))} and '
+              f'{", ".join(generations)}: {missing}', file=sys.stderr)
         methods = [m for m in methods if not vfm_floor(m)]
+        generations = []
     floors = [f for f in dict.fromkeys(map(vfm_floor, methods)) if f]
-    modes = [FLOOR] + ([] if args.no_release else [RELEASE]) + floors + methods
+    modes = [FLOOR] + ([] if args.no_release else [RELEASE]) + floors + generations + methods
     rows, notes = [], []
     for size in args.sizes:
         cfgs = [dict(mode=mode, size=size, backbone=args.backbone, vfm=args.vfm, sam=args.sam,

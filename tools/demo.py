@@ -1,7 +1,7 @@
 """Segment your own images with any vocabulary.
 
     python tools/demo.py IMAGES... [--vocab VOCAB] [--clip-path ViT-B/16] [--out-dir DIR]
-        [--method sfp] [--vfm-path VFM] [--sam-path SAM]
+        [--method sfp] [--vfm-path VFM] [--sam-path SAM] [--masks FOLDER_OR_GENERATOR]
 
 IMAGES are files, folders (searched with their subfolders) or glob patterns.  VOCAB is a
 preset (a benchmark of the table, listed below), a class-name file (one class per line,
@@ -12,7 +12,11 @@ once), and one that reads SAM (Trident) from --sam-path (default sam_vit_b).  A 
 brings the method's released setting on that benchmark (its class file, window,
 thresholds, PAMR, short side) and the dataset's class names; options override them.
 --clip-path, --vfm-path and --sam-path also take local checkpoint files (the tests' random
-weights: tests/fixtures/tiny_clip_state_dict.pt and tiny_dino_vit8.pth).
+weights: tests/fixtures/tiny_clip_state_dict.pt and tiny_dino_vit8.pth).  --masks gives
+the method class-agnostic regions: a folder of mask files (LaVG's <name>.pth or CorrCLIP's
+<stem>.npz, e.g. from tools/generate_masks.py) or a generator ('PanopticCut', run on each
+image); lavg reads them (its default is PanopticCut), and the overlay of any method then
+shows their borders, with <name>_regions.png the regions alone.
 
 For each image the demo writes <name>_overlay.png (the segmentation over the image at its
 own size, with a legend panel of the classes found added on the right) and
@@ -47,13 +51,19 @@ from sfp.datasets import ImageReadError, read_image  # noqa: E402
 from sfp.models import SFPSegmentor  # noqa: E402
 from sfp.utils import atomic_write_png, atomic_write_text  # noqa: E402
 from sfp.utils.cli import for_command_line, is_test_weights  # noqa: E402
-from sfp.visualization import add_legend, make_palette, overlay  # noqa: E402
+from sfp.visualization import (  # noqa: E402
+    add_legend,
+    colorize,
+    draw_region_borders,
+    make_palette,
+    overlay,
+)
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif'}
 MANIFEST = 'sfp_demo_manifest.json'
 # Options that override the setting of a preset (else of the method's base config).
 OVERRIDES = ('logit_scale', 'prob_thd', 'area_thd', 'short_side', 'pm', 'purify', 'vfm_path',
-             'sam_path')
+             'sam_path', 'masks')
 
 
 def collect_images(inputs):
@@ -133,6 +143,9 @@ def parse_args(argv=None):
                         help="SAM of a method that reads it (trident): name ('sam_vit_b', "
                              "downloaded once) or checkpoint file (default: the method's "
                              "config's)")
+    parser.add_argument('--masks',
+                        help="class-agnostic regions: a folder of mask files or a generator "
+                             "('PanopticCut'); default: the method's (lavg: PanopticCut)")
     parser.add_argument('--out-dir', default='demo_outputs', help='where the PNGs go')
     parser.add_argument('--device', help='cuda, cpu ... (default: CUDA when available)')
     parser.add_argument('--precision', choices=['fp32', 'fp16', 'bf16', 'fp64'])
@@ -206,16 +219,22 @@ def main(argv=None) -> int:
             continue
         try:
             image = read_image(path)
-            labels = segment_images(segmentor, [image], short_side)[0]
+            prediction = segment_images(segmentor, [image], short_side, [path])[0]
         except ImageReadError as err:  # names the file itself
             failed.append(str(err))
             continue
         except Exception as err:  # one image's failure must not stop the others
             failed.append(f'{path}: {err}')
             continue
-        labels = labels.pred_sem_seg.data[0].cpu().numpy()
+        labels = prediction.pred_sem_seg.data[0].cpu().numpy()
         present = [int(c) for c in np.unique(labels)]
-        figure = add_legend(overlay(image[:, :, ::-1], labels, palette), names, palette, present)
+        shown = overlay(image[:, :, ::-1], labels, palette)
+        if 'pred_regions' in prediction:
+            regions = prediction.pred_regions.data[0].cpu().numpy()
+            shown = draw_region_borders(shown, regions)
+            atomic_write_png(out_dir / f'{name}_regions.png', draw_region_borders(
+                colorize(regions % 255 + 1, make_palette(256)), regions)[:, :, ::-1])
+        figure = add_legend(shown, names, palette, present)
         atomic_write_png(overlay_path, figure[:, :, ::-1])
         atomic_write_png(labels_path, labels.astype(np.uint8 if len(names) <= 256 else np.uint16))
         manifest[name] = record

@@ -1,7 +1,7 @@
 """A local web page: segment any image with any vocabulary and see the outliers.
 
     python tools/webui.py [--clip-path ViT-B/16] [--method sfp] [--vfm-path dino_vitb8]
-        [--sam-path sam_vit_b]
+        [--sam-path sam_vit_b] [--masks M]
         [--host 127.0.0.1] [--port 7860]
 
 Open the printed address in a browser.  The page takes an uploaded (or dropped, or
@@ -40,6 +40,10 @@ def parse_args(argv=None):
                         help=f"SAM of the methods that read it ({', '.join(sam_methods())}): "
                              "name ('sam_vit_b', downloaded once) or file; loaded when such a "
                              "method is first used")
+    parser.add_argument('--masks',
+                        help="class-agnostic regions for every method: a folder of mask "
+                             "files or a generator ('PanopticCut'); their borders are shown "
+                             "(default: each method's own, LaVG's panoptic cut)")
     parser.add_argument('--vocab', default='voc21', help='vocabulary shown when the page opens')
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (0.0.0.0 exposes the page to the network)')
@@ -57,7 +61,7 @@ def main(argv=None) -> int:
         print(f'error: {err}', file=sys.stderr)
         return 2
     demo = WebDemo(args.clip_path, device=args.device, precision=args.precision,
-                   vfm_path=args.vfm_path, sam_path=args.sam_path)
+                   vfm_path=args.vfm_path, sam_path=args.sam_path, masks=args.masks)
     kind, message = demo.banner()
     print(f'{kind}: {message}', file=sys.stderr if kind != 'info' else sys.stdout)
     app = build_app(demo, args.vocab, args.method)
