@@ -9,6 +9,7 @@ segmentor's ``encoder=dict(type=...)``; the parts an encoder is assembled from
 (mitigation, enhancer, integrator) are in ``ENCODER_PARTS`` so that configs can give
 them as dicts.  Vision foundation models read beside CLIP (DINO ...) are tower classes
 in ``VFM_TOWERS``, which the VFM loader tries in turn on a checkpoint's keys.
+Class-agnostic region generators (LaVG's panoptic cut ...) are in ``MASK_GENERATORS``.
 """
 from mmengine.registry import Registry
 
@@ -16,6 +17,7 @@ OUTLIER_DETECTORS = Registry('outlier detector', locations=['sfp.models.detector
 ENCODERS = Registry('encoder', locations=['sfp.methods'])
 ENCODER_PARTS = Registry('encoder part', locations=['sfp.models'])
 VFM_TOWERS = Registry('vfm tower', locations=['sfp.vfm'])
+MASK_GENERATORS = Registry('mask generator', locations=['sfp.masks'])
 
 
 def registered_type(registry: Registry, name: str, what: str, argument: str = '') -> type:

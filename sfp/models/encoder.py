@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..clip.model import VisionTransformer
+from ..masks import RegionMasks
 from ..registry import ENCODER_PARTS, build_from_registry
 from .detectors import OutlierDetector, build_detector
 from .mitigation import NeighbourMeanMitigation
@@ -130,6 +131,12 @@ class MethodEncoder(nn.Module):
     #: decision at the crop's pixels, which the segmentor's ``predict`` takes over the
     #: argmax of the logits (CLIPtrase's region vote).
     decides_labels = False
+    #: Whether the method reads class-agnostic regions (LaVG, CorrCLIP): the segmentor
+    #: then needs a mask source (``masks``, see :mod:`sfp.masks`) and passes
+    #: :meth:`forward` ``regions``, each crop's :class:`~sfp.masks.RegionMasks`: its
+    #: window of its image's regions resized with the image to the input size (the
+    #: window itself, without the zeros ``pad_crops`` adds around it).
+    uses_masks = False
 
     def __init__(self,
                  visual: VisionTransformer,
@@ -255,10 +262,12 @@ class MethodEncoder(nn.Module):
         raise NotImplementedError
 
     def forward(self, images: torch.Tensor,
-                contexts: Optional[Sequence[Any]] = None) -> EncoderOutput:
+                contexts: Optional[Sequence[Any]] = None,
+                regions: Optional[Sequence[RegionMasks]] = None) -> EncoderOutput:
         """Encode a batch of equally sized crops (B, 3, H, W), CLIP-normalised;
         ``contexts`` holds the :meth:`image_context` of each crop's image (None when the
-        crops are encoded on their own)."""
+        crops are encoded on their own); ``regions`` each crop's regions (only for a
+        method that ``uses_masks``)."""
         walk = self.walk(images)
         return EncoderOutput(self.visual.project(self.head(walk)), walk.outliers, walk.grid)
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from .. import clip
 from ..datasets import dataset_meta
+from ..masks import ImageRegions, MaskSource, MaskSpec, build_mask_source
 from ..methods import SFPEncoder
 from ..registry import ENCODERS, build_from_registry, registered_type
 from ..text import build_query_features, load_vocabulary
@@ -46,10 +47,14 @@ class ImageMaps:
         logits: its query logits, factored (see :meth:`SFPSegmentor.coarse_logits`).
         votes: the label votes of its windows at its input size, for a method that
             decides labels itself (``MethodEncoder.decides_labels``), else None.
+        regions: its class-agnostic regions when the segmentor has a mask source (for
+            image-level post-processing: ``regions.original`` is at ``ori_shape``), else
+            None.
     """
 
     logits: LogitMap
     votes: Optional[LabelVotes] = None
+    regions: Optional[ImageRegions] = None
 
 
 def _check_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -135,7 +140,16 @@ class SFPSegmentor(BaseSegmentor):
             ('dino_vitb8', ...: downloaded once), a checkpoint file, or a loaded tower
             (used as it is, moved to the segmentor's device and precision: segmentors built
             from one tower share it).  The method's base config names its default; other
-            methods take none.
+            methods take none, except to give it to a mask generator (``masks``).
+        masks: where each image's class-agnostic regions come from (:mod:`sfp.masks`): a
+            folder of per-image files (LaVG's ``<name>.pth``, CorrCLIP's ``<stem>.npz``,
+            found by the file name of the sample's ``img_path``), a generator's name or
+            config dict (``dict(type='PanopticCut', imgsize=640, N=8)``: run on each image
+            file; it reads ``vfm_path`` when it names no VFM of its own), or None.  A
+            method that reads regions (``uses_masks``: LaVG, CorrCLIP) needs one; any
+            other method gets them in :class:`ImageMaps` for post-processing.
+        maskpred_root, instance_mask_path: the releases' names (LaVG's, CorrCLIP's) for a
+            folder of mask files; given, it replaces ``masks``.
     """
 
     def __init__(self,
@@ -166,6 +180,9 @@ class SFPSegmentor(BaseSegmentor):
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
                  vfm_path: Union[str, Path, nn.Module, None] = None,
+                 masks: MaskSpec = None,
+                 maskpred_root: Union[str, Path, None] = None,
+                 instance_mask_path: Union[str, Path, None] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None,
@@ -200,9 +217,19 @@ class SFPSegmentor(BaseSegmentor):
         text_dtype = torch.promote_types(dtype, torch.float32)
         # Fail on a bad class file before loading CLIP.
         classes = load_vocabulary(name_path, allow_duplicate_names)
+        masks = _mask_spec(masks, maskpred_root=maskpred_root,
+                           instance_mask_path=instance_mask_path)
+        if encoder_type.uses_masks and masks is None:
+            raise ValueError(f'{encoder_type.__name__} reads class-agnostic regions: set masks '
+                             f'(a folder of mask files or a generator such as '
+                             f"'PanopticCut'), or maskpred_root / instance_mask_path")
+        self.mask_source: Optional[MaskSource] = build_mask_source(
+            masks, None if encoder_type.uses_vfm else vfm_path)
+        if self.mask_source is not None:
+            self.mask_source.to(device)
         if encoder_type.uses_vfm:
             parts.update(vfm=_vfm_tower(vfm_path, encoder_type, device, dtype))
-        elif vfm_path is not None:
+        elif vfm_path is not None and masks is None:
             raise ValueError(f'vfm_path is set, but {encoder_type.__name__} reads no vision '
                              f'foundation model (methods that do: {", ".join(vfm_methods())})')
         if isinstance(clip_path, clip.CLIP):
@@ -276,13 +303,18 @@ class SFPSegmentor(BaseSegmentor):
             budget = 2048 * 2 ** 20
         return int(max(1, min(512, budget // per_crop)))
 
-    def encode_crops(self, images: torch.Tensor, contexts: Optional[Sequence[Any]] = None
+    def encode_crops(self, images: torch.Tensor, contexts: Optional[Sequence[Any]] = None,
+                     regions: Optional[Sequence[Any]] = None
                      ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(B, 3, h, w) equally sized crops -> (B, Q, rows, cols) logits on the method's
         output grid and, from a method that decides labels itself, (B, h, w) labels (else
         None); ``contexts``: each crop's image context (see
-        :meth:`~sfp.models.encoder.MethodEncoder.image_context`)."""
-        out = self.encoder(images.to(self.dtype), contexts)
+        :meth:`~sfp.models.encoder.MethodEncoder.image_context`); ``regions``: each crop's
+        regions, for a method that reads them."""
+        if self.encoder.uses_masks:
+            out = self.encoder(images.to(self.dtype), contexts, regions)
+        else:
+            out = self.encoder(images.to(self.dtype), contexts)
         logits = out.logits if out.logits is not None else \
             patch_logits(out.features, self.query_features, out.grid)
         return logits.to(self.compute_dtype), out.labels
@@ -296,21 +328,35 @@ class SFPSegmentor(BaseSegmentor):
         """The encoder's context of each whole image (None for most methods)."""
         return [self.encoder.image_context(img.to(self.dtype)) for img in images]
 
+    def image_regions(self, images: Sequence[torch.Tensor],
+                      metas: Sequence[dict]) -> List[Optional[ImageRegions]]:
+        """Each image's regions from the mask source (found by its ``img_path``, checked
+        against its ``ori_shape``), at its original and input sizes; Nones without a
+        mask source."""
+        if self.mask_source is None:
+            return [None] * len(images)
+        return [ImageRegions(self.mask_source(meta.get('img_path'), _ori_size(meta))
+                             .to(img.device), tuple(img.shape[-2:]))
+                for img, meta in zip(images, metas)]
+
     def _empty_votes(self, image: torch.Tensor, max_votes: int) -> Optional[LabelVotes]:
         if not self.encoder.decides_labels:
             return None
         return LabelVotes.empty(self.num_classes, tuple(image.shape[-2:]), max_votes,
                                 image.device)
 
-    def slide_maps(self, images: Sequence[torch.Tensor]) -> List[ImageMaps]:
+    def slide_maps(self, images: Sequence[torch.Tensor],
+                   regions: Optional[Sequence[Optional[ImageRegions]]] = None
+                   ) -> List[ImageMaps]:
         """Sliding-window logits (and label votes) of each image, at its input size.
 
         The crops of all images are encoded together, ``crops_per_batch`` at a time (crops
         of one size per batch).  Each crop's patch-grid logits go to its block of the
         image's canvas; upsampling and averaging the windows are folded into the
         returned :class:`LogitMap`.  A method's own labels of a crop are counted at the
-        window's pixels.
+        window's pixels.  ``regions``: each image's (see :meth:`image_regions`).
         """
+        regions = regions or [None] * len(images)
         stride = self.encoder.logit_stride
         pad_to = stride if self.pad_crops is True else int(self.pad_crops)
         layouts = [SlidingWindowLayout.build(*img.shape[-2:], self.slide_crop, self.slide_stride,
@@ -331,18 +377,23 @@ class SFPSegmentor(BaseSegmentor):
                 chunk = jobs[start:start + step]
                 crops = torch.stack([layouts[i].crop(images[i], r, c)
                                      for i, r, c, _ in chunk])
-                grids, labels = self.encode_crops(crops, [contexts[i] for i, *_ in chunk])
+                grids, labels = self.encode_crops(
+                    crops, [contexts[i] for i, *_ in chunk],
+                    [regions[i] and regions[i].window(*box) for i, _, _, box in chunk])
                 for k, (i, r, c, (y1, y2, x1, x2)) in enumerate(chunk):
                     canvases[i][(slice(None), *layouts[i].block(r, c))] = grids[k]
                     if labels is not None:
                         votes[i].add(layouts[i].uncrop(labels[k], r, c), slice(y1, y2),
                                      slice(x1, x2))
-        return [ImageMaps(layout.logit_map(canvas), vote)
-                for layout, canvas, vote in zip(layouts, canvases, votes)]
+        return [ImageMaps(layout.logit_map(canvas), vote, region)
+                for layout, canvas, vote, region in zip(layouts, canvases, votes, regions)]
 
-    def whole_maps(self, images: Sequence[torch.Tensor]) -> List[ImageMaps]:
+    def whole_maps(self, images: Sequence[torch.Tensor],
+                   regions: Optional[Sequence[Optional[ImageRegions]]] = None
+                   ) -> List[ImageMaps]:
         """Logits of each image encoded whole, at the size of its patch grid (and a
         method's own labels of it)."""
+        regions = regions or [None] * len(images)
         results: List[Optional[ImageMaps]] = [None] * len(images)
         contexts = self.image_contexts(images)
         by_shape: Dict[tuple, List[int]] = defaultdict(list)
@@ -353,7 +404,9 @@ class SFPSegmentor(BaseSegmentor):
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
                 grids, labels = self.encode_crops(torch.stack([images[i] for i in chunk]),
-                                                  [contexts[i] for i in chunk])
+                                                  [contexts[i] for i in chunk],
+                                                  [regions[i] and regions[i].input
+                                                   for i in chunk])
                 for k, i in enumerate(chunk):
                     logits = LogitMap.from_grid(grids[k])
                     if self.resize_via_input:
@@ -361,10 +414,12 @@ class SFPSegmentor(BaseSegmentor):
                     vote = self._empty_votes(images[i], 1)
                     if vote is not None:
                         vote.add(labels[k], slice(None), slice(None))
-                    results[i] = ImageMaps(logits, vote)
+                    results[i] = ImageMaps(logits, vote, regions[i])
         return results
 
-    def coarse_maps(self, images: Sequence[torch.Tensor]) -> List[ImageMaps]:
+    def coarse_maps(self, images: Sequence[torch.Tensor],
+                    regions: Optional[Sequence[Optional[ImageRegions]]] = None
+                    ) -> List[ImageMaps]:
         """Query logits before the final resize, factored: at the input size in sliding
         mode, on the patch grid in whole-image mode; and a method's label votes at the
         input size.
@@ -372,10 +427,12 @@ class SFPSegmentor(BaseSegmentor):
         An image thinner than one patch (a 1 x 300 photo resized to 7 x 2048) has no patch
         to encode: it is padded with zeros (the mean colour, after normalisation) to one
         patch, and its maps are those of the padded image cut back to its own extent.
+        ``regions``: each image's, for a method that reads them (see :meth:`image_regions`).
         """
         patch = self.encoder.visual.patch_size
         padded = [_pad_to_min_size(img, patch) for img in images]
-        maps = self.slide_maps(padded) if self.slide_crop > 0 else self.whole_maps(padded)
+        maps = self.slide_maps(padded, regions) if self.slide_crop > 0 \
+            else self.whole_maps(padded, regions)
         for m, p, img in zip(maps, padded, images):
             if p is not img:
                 m.logits = m.logits.resized(p.shape[-2:]).cropped(*img.shape[-2:])
@@ -383,9 +440,11 @@ class SFPSegmentor(BaseSegmentor):
                     m.votes = m.votes.cropped(*img.shape[-2:])
         return maps
 
-    def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
+    def coarse_logits(self, images: Sequence[torch.Tensor],
+                      regions: Optional[Sequence[Optional[ImageRegions]]] = None
+                      ) -> List[LogitMap]:
         """The query logits of :meth:`coarse_maps`."""
-        return [m.logits for m in self.coarse_maps(images)]
+        return [m.logits for m in self.coarse_maps(images, regions)]
 
     @torch.no_grad()
     def inference(self, inputs: ImageBatch, batch_img_metas: Sequence[dict]) -> List[torch.Tensor]:
@@ -395,8 +454,9 @@ class SFPSegmentor(BaseSegmentor):
         its vote; :meth:`predict` gives the voted labels.
         """
         images = self._image_list(inputs)
+        regions = self.image_regions(images, batch_img_metas)
         logits = [m.resized(_ori_size(meta)).dense()
-                  for m, meta in zip(self.coarse_logits(images), batch_img_metas)]
+                  for m, meta in zip(self.coarse_logits(images, regions), batch_img_metas)]
         if self.pamr is not None:
             logits = [self._refine(img, x) for img, x in zip(images, logits)]
         return logits
@@ -429,7 +489,8 @@ class SFPSegmentor(BaseSegmentor):
         if self.pamr is not None:
             logits = self.inference(images, [s.metainfo for s in data_samples])
             return self.postprocess_result(logits, data_samples)
-        for maps, sample in zip(self.coarse_maps(images), data_samples):
+        regions = self.image_regions(images, [s.metainfo for s in data_samples])
+        for maps, sample in zip(self.coarse_maps(images, regions), data_samples):
             size = _ori_size(sample.metainfo)
             if maps.votes is not None:
                 probs, labels = postprocess_class_map(
@@ -579,6 +640,15 @@ def _vfm_tower(vfm_path: Union[str, Path, nn.Module, None], encoder_type: type,
     if isinstance(vfm_path, nn.Module):
         return vfm_path.to(device=device, dtype=dtype).eval().requires_grad_(False)
     return load_vfm(vfm_path, device=device, dtype=dtype)
+
+
+def _mask_spec(masks: MaskSpec, **folders: Union[str, Path, None]) -> MaskSpec:
+    """The segmentor's mask source: a folder under a release's name replaces ``masks``."""
+    given = {name: folder for name, folder in folders.items() if folder is not None}
+    if len({str(folder) for folder in given.values()}) > 1:
+        raise ValueError(f'{" and ".join(given)} name different mask folders '
+                         f'({", ".join(map(str, given.values()))}); set one')
+    return next(iter(given.values())) if given else masks
 
 
 def _cache_key(text_cache: Union[bool, str, Path], checkpoint: Optional[Path]) -> Optional[Path]:
