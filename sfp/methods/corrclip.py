@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip.model import VisionTransformer
+from ..masks import RegionMasks
+from ..masks.sam2_generator import SAM2AutomaticMasks  # noqa: F401  (registers its generator)
 from ..models.detectors import OutlierDetector
 from ..models.encoder import BlockWalk, EncoderOutput, MethodEncoder, PartConfig
 from ..registry import ENCODERS
@@ -176,8 +178,7 @@ class CorrCLIPEncoder(MethodEncoder):
     """
 
     uses_vfm = True
-    #: The segmentor hands each crop's region map to :meth:`forward` (``regions``).
-    uses_regions = True
+    uses_masks = True
 
     def __init__(self,
                  visual: VisionTransformer,
@@ -246,15 +247,20 @@ class CorrCLIPEncoder(MethodEncoder):
         features = qk.transpose(1, 2).reshape(b, n, heads * d)
         return F.normalize(features, dim=-1), self.vfm.grid_size(*images.shape[-2:])
 
-    def crop_regions(self, regions: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-        """(B, h, w) region ids of the crops' pixels -> (B, *size): padded centred with
-        ``pad_mask_value`` where the crops were padded to ``size``."""
-        if not torch.is_tensor(regions) or regions.dim() != 3:
-            raise ValueError(f'CorrCLIP needs each crop\'s region map, a (B, h, w) integer '
-                             f'tensor; got {getattr(regions, "shape", regions)!r}')
-        if regions.is_floating_point() or regions.abs().max() >= LARGEST_REGION_ID:
-            raise ValueError(f'region ids must be integers below 2^24 in magnitude; got '
-                             f'{regions.dtype} ids up to {regions.abs().max().item()}')
+    def crop_regions(self, regions: Union[torch.Tensor, Sequence[RegionMasks]],
+                     size: Tuple[int, int]) -> torch.Tensor:
+        """The crops' region ids, (B, h, w) or one :class:`~sfp.masks.RegionMasks` per
+        crop (its label map), at their (h, w) pixels -> (B, *size) int64, padded centred
+        with ``pad_mask_value`` where the crops were padded to ``size``."""
+        if not torch.is_tensor(regions):
+            regions = torch.stack([r.label_map() if isinstance(r, RegionMasks) else r
+                                   for r in regions])
+        if regions.dim() != 3 or regions.is_floating_point():
+            raise ValueError(f'CorrCLIP needs each crop\'s integer region map, (B, h, w); got '
+                             f'{regions.dtype} {tuple(regions.shape)}')
+        if regions.numel() and regions.abs().max() >= LARGEST_REGION_ID:
+            raise ValueError(f'region ids must be below 2^24 in magnitude (they are resized '
+                             f'as float32, as released); got {regions.abs().max().item()}')
         height, width = regions.shape[-2:]
         pad_h, pad_w = size[0] - height, size[1] - width
         if pad_h < 0 or pad_w < 0:
@@ -264,6 +270,20 @@ class CorrCLIPEncoder(MethodEncoder):
             regions = F.pad(regions, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2,
                                       pad_h - pad_h // 2), value=self.pad_mask_value)
         return regions.long()
+
+    def scope(self, images: torch.Tensor, regions: Union[torch.Tensor, Sequence[RegionMasks]]
+              ) -> Tuple[torch.Tensor, Tuple[int, int], torch.Tensor, List[RegionMerge],
+                         torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Steps 1-4 of a batch of crops: DINO's features (B, I*J, C), its grid (I, J), the
+        regions on it (B, I, J), each crop's merge, the attention (B, I*J, I*J), the kept
+        pairs and the mean similarities."""
+        regions = self.crop_regions(regions, tuple(images.shape[-2:])).to(images.device)
+        features, grid = self.dino_features(images)
+        grid_regions = nearest(regions, grid)
+        merges = [merge_regions(f, r, self.dbscan_eps, self.dbscan_min_samples)
+                  for f, r in zip(features, grid_regions)]
+        merged = torch.stack([m.merged for m in merges]).flatten(1)
+        return (features, grid, grid_regions, merges) + self.attention(features, merged)
 
     def attention(self, features: torch.Tensor, merged: torch.Tensor
                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -330,18 +350,14 @@ class CorrCLIPEncoder(MethodEncoder):
         return self.visual.ln_post(torch.stack([main, spatial, semantic], dim=1))
 
     # -- the whole crop -----------------------------------------------------------------
-    def forward_with_trace(self, images: torch.Tensor, regions: torch.Tensor
+    def forward_with_trace(self, images: torch.Tensor,
+                           regions: Union[torch.Tensor, Sequence[RegionMasks]]
                            ) -> Tuple[EncoderOutput, CorrCLIPTrace]:
         """:meth:`forward` and its :class:`CorrCLIPTrace`."""
-        regions = self.crop_regions(regions, tuple(images.shape[-2:])).to(images.device)
-        features, grid = self.dino_features(images)
-        grid_regions = nearest(regions, grid)
-        merges = [merge_regions(f, r, self.dbscan_eps, self.dbscan_min_samples)
-                  for f, r in zip(features, grid_regions)]
-        merged = torch.stack([m.merged for m in merges])  # (B, I, J)
-        attention, allowed, mean = self.attention(features, merged.flatten(1))
+        features, grid, grid_regions, merges, attention, allowed, mean = \
+            self.scope(images, regions)
         walk = self.walk(images)
-        token_regions = nearest(merged, walk.grid)
+        token_regions = nearest(torch.stack([m.merged for m in merges]), walk.grid)
         tokens, token_index, counts = self.region_tokens(walk, token_regions)
         branches = self.branches(walk, attention.to(walk.tokens.dtype), grid, tokens,
                                  token_index)
@@ -352,11 +368,22 @@ class CorrCLIPEncoder(MethodEncoder):
                               counts, tokens, branches)
         return EncoderOutput(out, walk.outliers, grid), trace
 
+    def attention_map(self, walk: BlockWalk) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """CorrCLIP's attention as one head (B, 1, I*J, I*J), on DINO's grid; it depends on
+        the crops' regions (``walk.regions``)."""
+        if walk.regions is None:
+            raise ValueError("CorrCLIP's attention depends on each crop's regions: give the "
+                             'walk the crops\' regions (walk.regions; the analysis functions '
+                             'take regions=)')
+        return self.scope(walk.images, walk.regions)[4][:, None], \
+            self.vfm.grid_size(*walk.images.shape[-2:])
+
     def forward(self, images: torch.Tensor, contexts: Optional[Sequence[Any]] = None,
-                regions: Optional[torch.Tensor] = None) -> EncoderOutput:
-        """Encode (B, 3, H, W) CLIP-normalised crops with their (B, h, w) region maps."""
+                regions: Union[torch.Tensor, Sequence[RegionMasks], None] = None
+                ) -> EncoderOutput:
+        """Encode (B, 3, H, W) CLIP-normalised crops with their regions (see
+        :meth:`crop_regions`)."""
         if regions is None:
-            raise ValueError('CorrCLIP needs region masks for every crop: set the '
-                             "segmentor's instance_mask_path (a folder of the release's "
-                             '<stem>.npz files) or mask_generator')
+            raise ValueError('CorrCLIP needs the regions of every crop: give the segmentor '
+                             'a mask source (masks: a folder of mask files or a generator)')
         return self.forward_with_trace(images, regions)[0]
