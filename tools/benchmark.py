@@ -16,9 +16,12 @@ released VOC setting, ``resclip@whole`` ResCLIP's).  ResCLIP's first-pass PAMR b
 its encoder and runs in every ResCLIP row; the PAMR column counts the final one only.
 The ``window`` column says what each row ran.
 
-A method that also reads a vision foundation model (ProxyCLIP, CASS) has a floor of its own,
-``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that method's crops
-(its window, padding included), in its crop batches; its ``vs floor`` is against that row.
+A method that also reads a vision foundation model (ProxyCLIP, CASS, CorrCLIP) has a floor
+of its own, ``floor/<method>``: CLIP's plain batched forward plus the VFM's, on that
+method's crops (its window, padding included), in its crop batches; its ``vs floor`` is
+against that row.  A method that reads class-agnostic regions (CorrCLIP) gets fixed
+synthetic ones (:class:`GridRegions`), as from mask files: generating masks is not part
+of its row.
 
 --backbone is a CLIP name or checkpoint, --vfm the VFM's name or checkpoint; with
 --random, published architectures with random weights (speed does not depend on the
@@ -43,10 +46,12 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from sfp.masks import MaskSource, RegionMasks  # noqa: E402
+
 FLOOR, RELEASE = 'floor', 'release'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
            'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole',
-           'cass')
+           'cass', 'corrclip')
 DEFAULT_PAMR_STEPS = 10
 CLASS_FILE = REPO / 'configs' / 'classnames' / 'cls_voc21.txt'
 
@@ -95,10 +100,27 @@ def method_settings(mode: str) -> dict:
     return settings
 
 
+class GridRegions(MaskSource):
+    """A mask source of fixed synthetic regions for timing (any image, no file): blocks of
+    ``side`` pixels, every fifth unsegmented (id 0), about as many regions as the
+    release's SAM2 masks give a 336-pixel crop."""
+
+    def __init__(self, side: int = 48):
+        self.side = side
+
+    def __call__(self, image_path: Optional[str], size: Tuple[int, int]) -> RegionMasks:
+        rows = torch.arange(size[0])[:, None] // self.side
+        cols = torch.arange(size[1])[None, :] // self.side
+        ids = rows * (size[1] // self.side + 1) + cols + 1
+        return RegionMasks.from_label_map(torch.where(ids % 5 == 0, 0, ids))
+
+
 def build_segmentor(cfg: dict, **settings):
-    """A segmentor on the benchmark's backbone, VOC's 21 classes and one template."""
+    """A segmentor on the benchmark's backbone, VOC's 21 classes and one template (and
+    :class:`GridRegions` for a method that reads regions)."""
     from sfp import clip
     from sfp.models import SFPSegmentor
+    from sfp.registry import ENCODERS
 
     backbone = clip.random_model(cfg['backbone']) if cfg['random'] else cfg['backbone']
     arguments = dict(device=cfg['device'], precision=cfg['precision'],
@@ -108,6 +130,9 @@ def build_segmentor(cfg: dict, **settings):
     if 'vfm_path' in arguments:  # the method reads a VFM: the benchmark's
         from sfp.vfm import random_vfm
         arguments['vfm_path'] = random_vfm(cfg['vfm']) if cfg['random'] else cfg['vfm']
+    encoder = arguments.get('encoder')
+    if encoder and ENCODERS.get(encoder['type']).uses_masks:
+        arguments['masks'] = GridRegions()
     return SFPSegmentor(backbone, name_path=str(CLASS_FILE), **arguments)
 
 
