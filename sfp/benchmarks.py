@@ -153,6 +153,7 @@ REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'resclip': _row(61.1, 33.5, 35.0, 86.0, 36.8, 24.7, 35.9, 18.0),
     'cass': _row(65.8, 36.7, 37.8, 87.8, 40.2, 26.7, 39.4, 20.4),
     'corrclip': _row(74.8, 44.2, 43.7, 88.8, 48.8, 31.6, 49.4, 26.9),
+    'lavg': PAPER_TABLE1_MIOU['lavg'],
     'sfp': PAPER_TABLE1_MIOU['sfp'],
 }
 REPORTED_SOURCES: Dict[str, str] = {
@@ -176,6 +177,8 @@ REPORTED_SOURCES: Dict[str, str] = {
     'corrclip': 'CorrCLIP README at 103bc18 (CorrCLIPv1/README.md, "Results"), MetaCLIP '
                 'ViT-B/16 + DINO ViT-B/8, its pre-generated SAM2 masks (the SAM2-32 row; '
                 'average 51.0 = the arXiv 2411.10086 v1 abstract\'s)',
+    'lavg': 'LaVG README results table at 2db88e5 (CLIP ViT-B/16, DINO ViT-B/8 panoptic-cut '
+            "masks) = the SFP paper (ICCV 2025) Table 1's LaVG row",
     'sfp': PAPER_TABLE1_SOURCES['sfp'],
 }
 # The average each source states over the eight benchmarks.

@@ -117,8 +117,8 @@ def _without_integrator(*terms: str) -> dict:
     return parts
 
 
-# Table 4's (method, backbone) pairs, in the paper's order (LaVG is not in this framework;
-# a method's pair runs once configs/_base_/models/<method>_<backbone>.py exists).
+# Table 4's (method, backbone) pairs, in the paper's order (a method's pair runs once
+# configs/_base_/models/<method>_<backbone>.py exists).
 TABLE4_NUMBERS: Dict[Tuple[str, str], Tuple[float, float, float]] = {
     ('sclip', 'vit-b32'): (50.6, 14.8, 32.7), ('lavg', 'vit-b32'): (54.8, 15.5, 35.2),
     ('proxyclip', 'vit-b32'): (57.9, 16.7, 37.3), ('naclip', 'vit-b32'): (51.1, 14.9, 33.0),

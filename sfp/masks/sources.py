@@ -3,7 +3,7 @@ on the image (:data:`sfp.registry.MASK_GENERATORS`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -62,15 +62,19 @@ class MaskSource:
     its original size."""
 
     def __call__(self, image_path: Optional[PathLike],
-                 size: Optional[Tuple[int, int]] = None) -> RegionMasks:
+                 size: Optional[Tuple[int, int]] = None,
+                 image: Optional[Callable[[], np.ndarray]] = None) -> RegionMasks:
         """The regions of the image at ``image_path``; with ``size`` (H, W), regions of
-        another size are refused in one line naming both."""
-        regions, origin = self.read(image_path)
+        another size are refused in one line naming both.  ``image``: gives the image
+        (RGB uint8) when there is no file, for a source that can use it (a generator)."""
+        regions, origin = self.read(image_path, image, size)
         if size is not None:
             regions.check_size(size, origin)
         return regions
 
-    def read(self, image_path: Optional[PathLike]) -> Tuple[RegionMasks, str]:
+    def read(self, image_path: Optional[PathLike],
+             image: Optional[Callable[[], np.ndarray]] = None,
+             size: Optional[Tuple[int, int]] = None) -> Tuple[RegionMasks, str]:
         """The regions and where they come from (a file, a generator), for messages."""
         raise NotImplementedError
 
@@ -99,7 +103,9 @@ class MaskFolder(MaskSource):
     def __repr__(self) -> str:
         return f'MaskFolder({str(self.path)!r}, file_format={self.file_format!r})'
 
-    def read(self, image_path: Optional[PathLike]) -> Tuple[RegionMasks, str]:
+    def read(self, image_path: Optional[PathLike],
+             image: Optional[Callable[[], np.ndarray]] = None,
+             size: Optional[Tuple[int, int]] = None) -> Tuple[RegionMasks, str]:
         if image_path is None:
             raise MaskFileError(f'masks from {self.path} are found by the image file\'s '
                                 f'name, but this image has no img_path in its metainfo')
@@ -121,12 +127,20 @@ class GeneratedMasks(MaskSource):
     def __repr__(self) -> str:
         return f'GeneratedMasks({type(self.generator).__name__})'
 
-    def read(self, image_path: Optional[PathLike]) -> Tuple[RegionMasks, str]:
-        if image_path is None:
-            raise MaskFileError(f'{type(self.generator).__name__} reads each image from its '
-                                f'file, but this image has no img_path in its metainfo')
-        return (self.generator(read_rgb(image_path)),
-                f'{type(self.generator).__name__} on {image_path}')
+    def read(self, image_path: Optional[PathLike],
+             image: Optional[Callable[[], np.ndarray]] = None,
+             size: Optional[Tuple[int, int]] = None) -> Tuple[RegionMasks, str]:
+        """Run on the image file; an image without one (in memory) is run on as ``image``
+        gives it (the segmentor's input, resized) and its regions resized to ``size``."""
+        name = type(self.generator).__name__
+        if image_path is not None:
+            return self.generator(read_rgb(image_path)), f'{name} on {image_path}'
+        if image is None:
+            raise MaskFileError(f'{name} reads each image from its file, but this image has '
+                                f'no img_path in its metainfo')
+        regions = self.generator(image())
+        return (regions if size is None else regions.resized(size)), f'{name} on an image'
+
 
     def to(self, device: torch.device) -> MaskSource:
         self.generator.to(device)

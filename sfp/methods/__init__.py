@@ -5,6 +5,7 @@ from .clearclip import ClearCLIPEncoder
 from .clip import CLIPEncoder
 from .cliptrase import CLIPtraseEncoder
 from .corrclip import CorrCLIPEncoder
+from .lavg import LaVGEncoder, ground_in_regions
 from .maskclip import MaskCLIPEncoder
 from .naclip import NACLIPEncoder, neighbourhood_bias
 from .proxyclip import ProxyCLIPEncoder, proxy_attention, vfm_view
@@ -14,6 +15,6 @@ from .sclip import SCLIPEncoder
 from .sfp import SFPEncoder
 
 __all__ = ['CASSEncoder', 'CLIPEncoder', 'CLIPtraseEncoder', 'ClearCLIPEncoder',
-           'CorrCLIPEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder', 'ProxyCLIPEncoder',
-           'ResCLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias',
-           'proxy_attention', 'vfm_view']
+           'CorrCLIPEncoder', 'LaVGEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder',
+           'ProxyCLIPEncoder', 'ResCLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder',
+           'ground_in_regions', 'neighbourhood_bias', 'proxy_attention', 'vfm_view']

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
@@ -345,9 +347,17 @@ class SFPSegmentor(BaseSegmentor):
         mask source."""
         if self.mask_source is None:
             return [None] * len(images)
-        return [ImageRegions(self.mask_source(meta.get('img_path'), _ori_size(meta))
-                             .to(img.device), tuple(img.shape[-2:]))
+        return [ImageRegions(self.mask_source(meta.get('img_path'), _ori_size(meta),
+                                              partial(self._rgb, img)).to(img.device),
+                             tuple(img.shape[-2:]))
                 for img, meta in zip(images, metas)]
+
+    def _rgb(self, image: torch.Tensor) -> np.ndarray:
+        """A normalised (3, H, W) input back to (H, W, 3) uint8 RGB (for a mask generator
+        given an image with no file)."""
+        pre = self.data_preprocessor
+        rgb = image.float() * pre.std.to(image.device) + pre.mean.to(image.device)
+        return rgb.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
     def _empty_votes(self, image: torch.Tensor, max_votes: int) -> Optional[LabelVotes]:
         if not self.encoder.decides_labels:
