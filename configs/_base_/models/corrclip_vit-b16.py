@@ -24,9 +24,10 @@ model = dict(
         dbscan_min_samples=1,
         pad_mask_value=10000,  # the id of a padded crop's padding
     ),
-    # Each image's class-agnostic regions: a folder of the release's <stem>.npz files
-    # (key instance_mask), or a generator (masks='SAM2AutomaticMasks', see docs/masks.md).
-    # instance_mask_path (the release's name for the folder) overrides it.
+    # Each image's class-agnostic regions: a folder of the release's <stem>.npz files (key
+    # instance_mask), or a generator (masks='SAM2AutomaticMasks': pip install -e '.[sam2]'
+    # and SAM2's sam2_hiera_large.pt). instance_mask_path (the release's name for the
+    # folder) overrides it.
     masks=None,
     map_correction=True,  # the majority vote inside each region, after the labels
     # purify=True adds SFP's outlier detection (pm) and mitigation before the last block;
