@@ -2,8 +2,6 @@
 golden's instance masks as the release's ``<stem>.npz`` files) through the VOC21 config;
 batching, purification, every benchmark config, the pieces by hand; map correction on
 another method."""
-import hashlib
-import json
 import sys
 import types
 from pathlib import Path
@@ -21,11 +19,10 @@ from sfp.methods import CorrCLIPEncoder
 from sfp.methods.corrclip import MERGED_ID_OFFSET, merge_regions, scope_mask
 from sfp.models import correct_map
 
-from .conftest import FIXTURES, REPO, TINY_CKPT, TINY_DINO, sample
+from .conftest import REPO, TINY_CKPT, TINY_DINO, sample
+from .test_cass import CASSGolden
 
 TOL = 1e-9
-MEAN = torch.tensor([122.771, 116.746, 104.094], dtype=torch.float64).view(3, 1, 1)
-STD = torch.tensor([68.501, 66.632, 70.323], dtype=torch.float64).view(3, 1, 1)
 BENCHMARKS = ('voc21', 'context60', 'coco_object', 'voc20', 'context59', 'coco_stuff164k',
               'cityscapes', 'ade20k')
 # The release's settings per benchmark (../shared/docs/CORRCLIP.md): short side, crop,
@@ -38,27 +35,8 @@ RELEASED = {
 }
 
 
-class CorrCLIPGolden:
-    """The compact copy of CorrCLIP's golden file (fixtures/make_corrclip_fixture.py); its
-    resized images are those of ``baselines_compact.npz``."""
-
-    def __init__(self):
-        data = np.load(FIXTURES / 'corrclip_compact.npz')
-        self.arrays = {k: data[k] for k in data.files}
-        self.meta = json.loads(self.arrays.pop('meta').tobytes())
-        self.images = np.load(FIXTURES / 'baselines_compact.npz')
-
-    def tensor(self, key):
-        return torch.from_numpy(self.arrays[key])
-
-    def image_input(self, image):
-        """The model input: the release's resized BGR image, to RGB, normalised in float64."""
-        resized = self.images[image['resized']]
-        assert hashlib.sha256(resized.tobytes()).hexdigest() == image['resized_sha256']
-        return (torch.from_numpy(resized).flip(0).double() - MEAN) / STD
-
-
-GOLDEN = CorrCLIPGolden()
+# The compact copy of CorrCLIP's golden file (fixtures/make_corrclip_fixture.py).
+GOLDEN = CASSGolden('corrclip_compact.npz')
 CASE = GOLDEN.meta['cases'][0]
 PREFIX = CASE['name']
 
