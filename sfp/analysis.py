@@ -18,7 +18,7 @@ its own last-block code.  Nothing re-implements a block loop or a method's atten
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .apis import init_segmentor, method_sam, method_vfm, prepare_image, segment_images
+from .masks import RegionMasks
 from .models import (
                      BlockWalk,
                      LastBlockAttentionEncoder,
@@ -164,6 +165,21 @@ def _prepared_crop(segmentor: SFPSegmentor, image_bgr: np.ndarray, crop: Optiona
     prepared = center_crop(prepare_image(image_bgr, short_side), crop)
     x = segmentor.data_preprocessor(dict(inputs=[prepared]), False)['inputs']
     return prepared, x.to(device=segmentor.query_features.device, dtype=segmentor.dtype)
+
+
+def _prepared_regions(regions: Optional[np.ndarray], image_bgr: np.ndarray, crop: Optional[int],
+                      short_side: int) -> Optional[torch.Tensor]:
+    """An image's (H, W) region map as its analysed crop sees it: resized with the image
+    (nearest, as the segmentor resizes a mask source's), then cut like it: (1, h, w)."""
+    if regions is None:
+        return None
+    regions = torch.as_tensor(np.asarray(regions)).long()
+    if tuple(regions.shape) != image_bgr.shape[:2]:
+        raise ValueError(f'regions of {tuple(regions.shape)} for an image of '
+                         f'{image_bgr.shape[:2]}: give the image\'s region map (H, W)')
+    size = tuple(prepare_image(image_bgr, short_side).shape[-2:])
+    resized = RegionMasks.from_label_map(regions).resized(size)
+    return center_crop(resized.label_map()[None], crop)
 
 
 def _as_rgb(prepared: torch.Tensor) -> np.ndarray:
@@ -391,7 +407,7 @@ def method_segmentors(methods: Sequence[str], clip_path: str = 'ViT-B/16',
 def compare_last_block_attention(
         segmentors: Union[Mapping[str, SFPSegmentor], Sequence[str]],
         image_bgr: np.ndarray, crop: Optional[int] = 224, short_side: int = 336,
-        **kwargs) -> AttentionComparison:
+        regions: Optional[np.ndarray] = None, **kwargs) -> AttentionComparison:
     """Each method's last-block attention on the same crop (see
     :func:`last_block_attention`): the central ``crop`` of the image resized to
     ``short_side``.
@@ -400,6 +416,8 @@ def compare_last_block_attention(
         segmentors: name -> segmentor, or method names (built by
             :func:`method_segmentors` with ``kwargs``: ``clip_path``, ``device`` ...).
         image_bgr: (H, W, 3) uint8 BGR image.
+        regions: (H, W) integer region map of the image, for a method whose attention
+            reads class-agnostic regions (CorrCLIP's: the smallest id unsegmented).
     """
     if not isinstance(segmentors, Mapping):
         segmentors = method_segmentors(list(segmentors), **kwargs)
@@ -408,7 +426,8 @@ def compare_last_block_attention(
     methods, prepared, grid = {}, None, None
     for name, segmentor in segmentors.items():
         prepared, x = _prepared_crop(segmentor, image_bgr, crop, short_side)
-        walk = segmentor.encoder.walk(x)
+        walk = replace(segmentor.encoder.walk(x), regions=_prepared_regions(
+            regions, image_bgr, crop, short_side))
         grid = walk.grid
         methods[name] = method_attention(segmentor.encoder, walk)
     return AttentionComparison(crop=_as_rgb(prepared), grid=grid, methods=methods)

@@ -153,6 +153,7 @@ REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'resclip': _row(61.1, 33.5, 35.0, 86.0, 36.8, 24.7, 35.9, 18.0),
     'cass': _row(65.8, 36.7, 37.8, 87.8, 40.2, 26.7, 39.4, 20.4),
     'trident': _row(67.1, 38.6, 41.1, 84.5, 42.2, 28.3, 42.9, 21.9),
+    'corrclip': _row(74.8, 44.2, 43.7, 88.8, 48.8, 31.6, 49.4, 26.9),
     'lavg': PAPER_TABLE1_MIOU['lavg'],
     'sfp': PAPER_TABLE1_MIOU['sfp'],
 }
@@ -178,13 +179,16 @@ REPORTED_SOURCES: Dict[str, str] = {
                'ViT-B/16 + SAM ViT-B with SAM refinement = the release README\'s results '
                'image (assets/data_result.png of YuHengsss/Trident@a93b346; '
                '../shared/docs/TRIDENT.md)',
+    'corrclip': 'CorrCLIP README at 103bc18 (CorrCLIPv1/README.md, "Results"), MetaCLIP '
+                'ViT-B/16 + DINO ViT-B/8, its pre-generated SAM2 masks (the SAM2-32 row; '
+                'average 51.0 = the arXiv 2411.10086 v1 abstract\'s)',
     'lavg': 'LaVG README results table at 2db88e5 (CLIP ViT-B/16, DINO ViT-B/8 panoptic-cut '
             "masks) = the SFP paper (ICCV 2025) Table 1's LaVG row",
     'sfp': PAPER_TABLE1_SOURCES['sfp'],
 }
 # The average each source states over the eight benchmarks.
 STATED_AVERAGE: Dict[str, float] = {'sfp': PAPER_TABLE1_AVERAGE['sfp'], 'cass': 44.4,
-                                    'trident': 45.8}
+                                    'trident': 45.8, 'corrclip': 51.0}
 
 
 @dataclass(frozen=True)

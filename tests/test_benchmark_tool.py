@@ -112,12 +112,19 @@ def test_mode_settings_follow_the_model_bases(benchmark):
     assert benchmark.vfm_floor('cass') == 'floor/cass' and 'cass' in benchmark.METHODS
     assert benchmark.method_settings('trident')['sam_path'] == 'sam_vit_b'
     assert benchmark.vfm_floor('trident') == 'floor/trident' and 'trident' in benchmark.METHODS
+    assert benchmark.vfm_floor('corrclip') == 'floor/corrclip' and 'corrclip' in \
+        benchmark.METHODS
+    regions = benchmark.GridRegions(side=48)(None, (100, 150)).label_map()
+    assert regions.shape == (100, 150) and regions[0, :48].unique().tolist() == [1]
+    # 3 x 4 blocks, ids 1..12; 5 and 10 are unsegmented.
+    assert regions.unique().tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9, 11, 12]
 
 
 # The model bases' windows on a 288x224 image: ClearCLIP's 448 crop (CLIP and MaskCLIP
 # inherit it) covers it once, the others' 224 crop twice.
 WINDOWS = dict(clip=('slide 448/224', 1), maskclip=('slide 448/224', 1),
                clearclip=('slide 448/224', 1), proxyclip=('slide 336/112', 1),
+               corrclip=('slide 336/112', 1),
                **{'naclip@whole+pamr': ('whole', 1), 'floor/proxyclip': ('slide 336/112', 1),
                   'resclip@whole': ('whole', 1), 'trident': ('slide 336/224', 1)})
 
@@ -126,7 +133,7 @@ WINDOWS = dict(clip=('slide 448/224', 1), maskclip=('slide 448/224', 1),
                                   'sclip', 'naclip', 'naclip+pamr', 'naclip@whole+pamr',
                                   'scclip', 'cliptrase', 'proxyclip', 'floor/proxyclip',
                                   'resclip', 'resclip@whole', 'cass', 'floor/cass',
-                                  'trident'])
+                                  'trident', 'corrclip'])
 def test_every_mode_measures_on_the_tiny_model(benchmark, mode):
     cfg = dict(mode=mode, size=(288, 224), backbone=str(TINY_CKPT), vfm=str(TINY_DINO),
                sam=str(TINY_SAM), random=False, device='cpu', precision='fp32', images=1,

@@ -51,11 +51,12 @@ ONE_TEMPLATE = dict(templates=['a photo of a {}.'], text_cache=False)
 
 
 class CASSGolden:
-    """The compact copy of CASS's golden file (fixtures/make_cass_fixture.py); its resized
-    images are those of ``baselines_compact.npz``."""
+    """The compact copy of CASS's golden file (fixtures/make_cass_fixture.py), or of another
+    method's made the same way (``fixture``); its resized images are those of
+    ``baselines_compact.npz``."""
 
-    def __init__(self):
-        data = np.load(FIXTURES / 'cass_compact.npz')
+    def __init__(self, fixture: str = 'cass_compact.npz'):
+        data = np.load(FIXTURES / fixture)
         self.arrays = {k: data[k] for k in data.files}
         self.meta = json.loads(self.arrays.pop('meta').tobytes())
         self.images = np.load(FIXTURES / 'baselines_compact.npz')

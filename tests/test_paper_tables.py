@@ -126,6 +126,9 @@ def test_every_tables_runs_build(tmp_path):
                 args['vfm_path'] = str(TINY_DINO)
             if isinstance(args.get('masks'), dict):  # LaVG's panoptic cut, small
                 args['masks'] = dict(args['masks'], imgsize=64, N=2)
+            elif isinstance(args.get('masks'), str):  # CorrCLIP's files: LaVG's cut instead
+                args['masks'] = dict(type='PanopticCut', vfm_path=str(TINY_DINO), imgsize=64,
+                                     N=2)
             built[key] = sfp.SFPSegmentor(str(TINY_CKPT), **dict(args, templates=['{}'],
                                                                  device='cpu'))
             prediction = segment_images(built[key], [image])[0].pred_sem_seg.data

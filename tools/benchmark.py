@@ -17,8 +17,8 @@ released VOC setting, ``resclip@whole`` ResCLIP's).  ResCLIP's first-pass PAMR b
 its encoder and runs in every ResCLIP row; the PAMR column counts the final one only.
 The ``window`` column says what each row ran.
 
-A method that reads class-agnostic masks (LaVG) runs on masks given beforehand (eight
-blocks per image, as its release reads files), and their generation has a line of its own,
+A method that reads class-agnostic masks (LaVG, CorrCLIP) gets fixed synthetic ones
+(:class:`GridRegions`), as from mask files; their generation has a line of its own,
 ``masks/<method>`` (its base's generator, e.g. LaVG's panoptic cut on the VFM, per image).
 
 A method that also reads a vision foundation model has a floor of its own,
@@ -62,7 +62,7 @@ from sfp.masks import MaskSource, RegionMasks  # noqa: E402
 FLOOR, RELEASE, MASKS = 'floor', 'release', 'masks'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
            'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole',
-           'cass', 'trident', 'lavg')
+           'cass', 'trident', 'lavg', 'corrclip')
 DEFAULT_PAMR_STEPS = 10
 # A row whose median pass is shorter, or whose passes spread wider (relative to the
 # median), is flagged as too short or too noisy to time.
@@ -130,10 +130,27 @@ def method_settings(mode: str) -> dict:
     return settings
 
 
+class GridRegions(MaskSource):
+    """A mask source of fixed synthetic regions for timing (any image, no file): blocks of
+    ``side`` pixels, every fifth unsegmented (id 0), about as many regions as the
+    release's SAM2 masks give a 336-pixel crop."""
+
+    def __init__(self, side: int = 48):
+        self.side = side
+
+    def read(self, image_path, image=None, size=None):
+        rows = torch.arange(size[0])[:, None] // self.side
+        cols = torch.arange(size[1])[None, :] // self.side
+        ids = rows * (size[1] // self.side + 1) + cols + 1
+        return RegionMasks.from_label_map(torch.where(ids % 5 == 0, 0, ids)), 'a grid'
+
+
 def build_segmentor(cfg: dict, **settings):
-    """A segmentor on the benchmark's backbone, VOC's 21 classes and one template."""
+    """A segmentor on the benchmark's backbone, VOC's 21 classes and one template (and
+    :class:`GridRegions` for a method that reads regions)."""
     from sfp import clip
     from sfp.models import SFPSegmentor
+    from sfp.registry import ENCODERS
 
     backbone = clip.random_model(cfg['backbone']) if cfg['random'] else cfg['backbone']
     arguments = dict(device=cfg['device'], precision=cfg['precision'],
@@ -146,24 +163,15 @@ def build_segmentor(cfg: dict, **settings):
         from sfp.vfm import random_sam
         sam = cfg.get('sam', 'sam_vit_b')
         arguments['sam_path'] = random_sam(sam) if cfg['random'] else sam
-    if isinstance(arguments.get('masks'), dict):  # given beforehand: see BlockRegions
-        arguments['masks'] = BlockRegions()
+    encoder = arguments.get('encoder')
+    if encoder and ENCODERS.get(encoder['type']).uses_masks:
+        arguments['masks'] = GridRegions()
     return SFPSegmentor(backbone, name_path=str(CLASS_FILE), **arguments)
 
 
 def benchmark_vfm(cfg: dict):
     from sfp.vfm import random_vfm
     return random_vfm(cfg['vfm']) if cfg['random'] else cfg['vfm']
-
-
-class BlockRegions(MaskSource):
-    """Masks given beforehand, as a method's mask files are: each image cut into 2 x 4
-    blocks (the cost of reading regions does not depend on their shapes)."""
-
-    def read(self, image_path, image=None, size=None):
-        rows = torch.arange(size[0])[:, None] * 2 // size[0]
-        cols = torch.arange(size[1])[None] * 4 // size[1]
-        return RegionMasks.from_label_map(rows * 4 + cols + 1), 'blocks'
 
 
 def peak_memory_mb(device: str) -> float:

@@ -4,6 +4,7 @@ from .cass import CASSEncoder
 from .clearclip import ClearCLIPEncoder
 from .clip import CLIPEncoder
 from .cliptrase import CLIPtraseEncoder
+from .corrclip import CorrCLIPEncoder
 from .lavg import LaVGEncoder, ground_in_regions
 from .maskclip import MaskCLIPEncoder
 from .naclip import NACLIPEncoder, neighbourhood_bias
@@ -15,7 +16,7 @@ from .sfp import SFPEncoder
 from .trident import TridentEncoder, sam_guidance
 
 __all__ = ['CASSEncoder', 'CLIPEncoder', 'CLIPtraseEncoder', 'ClearCLIPEncoder',
-           'LaVGEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder', 'ProxyCLIPEncoder',
-           'ResCLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'TridentEncoder',
-           'ground_in_regions', 'neighbourhood_bias', 'proxy_attention', 'sam_guidance',
-           'vfm_view']
+           'CorrCLIPEncoder', 'LaVGEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder',
+           'ProxyCLIPEncoder', 'ResCLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder',
+           'TridentEncoder', 'ground_in_regions', 'neighbourhood_bias', 'proxy_attention',
+           'sam_guidance', 'vfm_view']

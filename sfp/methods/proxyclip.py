@@ -64,6 +64,18 @@ def proxy_attention(features: torch.Tensor, beta: float, gamma: float,
     return torch.softmax(scores.masked_fill(dropped, float('-inf')), dim=-1)
 
 
+def values_on_grid(block: nn.Module, tokens: torch.Tensor, clip_grid: Tuple[int, int],
+                   grid: Tuple[int, int]) -> torch.Tensor:
+    """A CLIP block's values of (B, 1 + gh*gw, C) tokens, CLS dropped, resized bilinearly
+    (align_corners False) from CLIP's (gh, gw) grid to a VFM's (I, J): (B, I*J, C), heads
+    side by side."""
+    v = block.attn.project_v(block.ln_1(tokens))[:, :, 1:]  # (B, heads, gh*gw, d)
+    b, heads, _, d = v.shape
+    v = v.transpose(2, 3).reshape(b, heads * d, *clip_grid)
+    v = F.interpolate(v, size=grid, mode='bilinear', align_corners=False)
+    return v.flatten(2).transpose(1, 2)  # (B, I*J, heads*d), head-major channels
+
+
 @ENCODERS.register_module(name=['ProxyCLIPEncoder', 'proxyclip'])
 class ProxyCLIPEncoder(MethodEncoder):
     """CLIP's last block replaced by the proxy attention over a VFM's patch features.
@@ -147,14 +159,8 @@ class ProxyCLIPEncoder(MethodEncoder):
 
     def values(self, tokens: torch.Tensor, clip_grid: Tuple[int, int],
                grid: Tuple[int, int]) -> torch.Tensor:
-        """The last block's values of (B, 1 + gh*gw, C) tokens, CLS dropped, resized
-        bilinearly from CLIP's grid to the VFM's: (B, I*J, C), heads side by side."""
-        block = self.last_block
-        v = block.attn.project_v(block.ln_1(tokens))[:, :, 1:]  # (B, heads, gh*gw, d)
-        b, heads, _, d = v.shape
-        v = v.transpose(2, 3).reshape(b, heads * d, *clip_grid)
-        v = F.interpolate(v, size=grid, mode='bilinear', align_corners=False)
-        return v.flatten(2).transpose(1, 2)  # (B, I*J, heads*d), head-major channels
+        """:func:`values_on_grid` of the last block."""
+        return values_on_grid(self.last_block, tokens, clip_grid, grid)
 
     def forward(self, images: torch.Tensor,
                 contexts: Optional[Sequence[Any]] = None) -> EncoderOutput:

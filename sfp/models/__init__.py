@@ -22,6 +22,7 @@ from .inference import SlidingWindowLayout, patch_logits, sliding_windows, windo
 from .integrator import HierarchicalIntegrator
 from .label_votes import LabelVotes
 from .logit_map import LogitMap, bilinear_matrix, window_average_matrix
+from .map_correction import correct_map
 from .mitigation import NeighbourMeanMitigation, mitigate_outliers
 from .outliers import Outliers
 from .pamr import PAMR
@@ -37,7 +38,7 @@ __all__ = [
     'MethodEncoder', 'NeighbourMeanMitigation', 'OutlierDetector', 'Outliers', 'PAMR',
     'SFPDataPreProcessor', 'SFPEncoder', 'SFPSegmentor', 'SemanticAwareAttentionEnhancer',
     'SlidingWindowLayout', 'aggregate', 'bilinear_matrix', 'build_detector', 'build_part',
-    'guidance_attention', 'guidance_similarity', 'mitigate_outliers', 'patch_logits',
-    'postprocess_class_map', 'postprocess_logit_map', 'postprocess_logits', 'sliding_windows',
-    'vote_in_regions', 'window_average_matrix', 'window_spans'
+    'correct_map', 'guidance_attention', 'guidance_similarity', 'mitigate_outliers',
+    'patch_logits', 'postprocess_class_map', 'postprocess_logit_map', 'postprocess_logits',
+    'sliding_windows', 'vote_in_regions', 'window_average_matrix', 'window_spans'
 ]

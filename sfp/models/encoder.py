@@ -78,6 +78,9 @@ class BlockWalk:
             block in ``attention_blocks``.
         images: (B, 3, H, W) the crops walked, CLIP-normalised (ResCLIP's first pass
             refines its labels on them).
+        regions: the crops' class-agnostic regions where the caller has them (a method
+            that reads them, ``uses_masks``, computes its attention from them: CorrCLIP's
+            ``attention_map``); the walk itself does not read them.
     """
 
     tokens: torch.Tensor
@@ -87,6 +90,7 @@ class BlockWalk:
     grid: Tuple[int, int]
     attention: Dict[int, torch.Tensor] = field(default_factory=dict)
     images: Optional[torch.Tensor] = None
+    regions: Optional[Any] = None
 
 
 class MethodEncoder(nn.Module):

@@ -31,6 +31,7 @@ from .detectors import build_detector
 from .inference import SlidingWindowLayout, patch_logits
 from .label_votes import LabelVotes
 from .logit_map import LogitMap
+from .map_correction import correct_map
 from .pamr import PAMR
 from .postprocess import postprocess_class_map, postprocess_logit_map, postprocess_logits
 
@@ -166,6 +167,10 @@ class SFPSegmentor(BaseSegmentor):
             other method gets them in :class:`ImageMaps` for post-processing.
         maskpred_root, instance_mask_path: the releases' names (LaVG's, CorrCLIP's) for a
             folder of mask files; given, it replaces ``masks``.
+        map_correction: after the thresholds, every region of the image's region map (the
+            mask source's, at the original size) but the smallest id takes the label most of
+            its pixels have (CorrCLIP's post-process, :func:`~sfp.models.correct_map`; any
+            method with a mask source).  The probabilities are left as they are.
     """
 
     def __init__(self,
@@ -201,6 +206,7 @@ class SFPSegmentor(BaseSegmentor):
                  masks: MaskSpec = None,
                  maskpred_root: Union[str, Path, None] = None,
                  instance_mask_path: Union[str, Path, None] = None,
+                 map_correction: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None,
@@ -240,6 +246,9 @@ class SFPSegmentor(BaseSegmentor):
                              f'{len(classes)} classes of name_path')
         masks = _mask_spec(masks, maskpred_root=maskpred_root,
                            instance_mask_path=instance_mask_path)
+        if map_correction and masks is None:
+            raise ValueError('map_correction votes inside each image\'s regions: set masks (a '
+                             'folder of mask files or a generator), or instance_mask_path')
         if encoder_type.uses_masks and masks is None:
             raise ValueError(f'{encoder_type.__name__} reads class-agnostic regions: set masks '
                              f'(a folder of mask files or a generator such as '
@@ -296,6 +305,7 @@ class SFPSegmentor(BaseSegmentor):
         self.resize_via_input = resize_via_input
         self.pad_crops = pad_crops
         self.pamr = PAMR(pamr_steps, dilations=pamr_stride) if pamr_steps > 0 else None
+        self.map_correction = map_correction
         if self.pamr is not None and self.encoder.decides_labels:
             raise ValueError(f'pamr_steps = {pamr_steps}: PAMR refines logits, but '
                              f'{type(self.encoder).__name__} decides the labels itself (its '
@@ -513,14 +523,18 @@ class SFPSegmentor(BaseSegmentor):
         return [m.logits for m in self.coarse_maps(images, metas, regions)]
 
     @torch.no_grad()
-    def inference(self, inputs: ImageBatch, batch_img_metas: Sequence[dict]) -> List[torch.Tensor]:
+    def inference(self, inputs: ImageBatch, batch_img_metas: Sequence[dict],
+                  regions: Optional[Sequence[Optional[ImageRegions]]] = None
+                  ) -> List[torch.Tensor]:
         """Query logits (Q, H, W) of each image at its ``ori_shape``, before the softmax.
 
         For a method that decides labels itself (CLIPtrase), these are its logits before
-        its vote; :meth:`predict` gives the voted labels.
+        its vote; :meth:`predict` gives the voted labels.  ``regions``: each image's, when
+        read already (else from the mask source).
         """
         images = self._image_list(inputs)
-        regions = self.image_regions(images, batch_img_metas)
+        if regions is None:
+            regions = self.image_regions(images, batch_img_metas)
         logits = [m.resized(_ori_size(meta)).dense()
                   for m, meta in zip(self.coarse_logits(images, batch_img_metas, regions),
                                      batch_img_metas)]
@@ -557,11 +571,14 @@ class SFPSegmentor(BaseSegmentor):
             data_samples = [SegDataSample(metainfo=dict(ori_shape=tuple(img.shape[-2:]),
                                                          img_shape=tuple(img.shape[-2:])))
                             for img in images]
-        if self.pamr is not None:
-            logits = self.inference(images, [s.metainfo for s in data_samples])
-            return self.postprocess_result(logits, data_samples)
         metas = [s.metainfo for s in data_samples]
         regions = self.image_regions(images, metas)
+        if self.pamr is not None:
+            logits = self.inference(images, metas, regions)
+            self.postprocess_result(logits, data_samples)
+            for sample, region in zip(data_samples, regions):
+                sample.pred_sem_seg.data = self._corrected(sample.pred_sem_seg.data, region)
+            return data_samples
         for maps, sample in zip(self.coarse_maps(images, metas, regions), data_samples):
             size = _ori_size(sample.metainfo)
             if maps.votes is not None:
@@ -575,11 +592,18 @@ class SFPSegmentor(BaseSegmentor):
                     self.return_probs or maps.refine is not None)
             if maps.refine is not None:
                 probs, labels = maps.refine(probs, labels)
-            self._store(sample, probs if self.return_probs else None, labels)
+            self._store(sample, probs if self.return_probs else None,
+                        self._corrected(labels, maps.regions))
             if maps.regions is not None:  # what the demo and the web page show
                 sample.set_data({'pred_regions': PixelData(
                     data=maps.regions.original.label_map()[None])})
         return data_samples
+
+    def _corrected(self, labels: torch.Tensor, regions: Optional[ImageRegions]) -> torch.Tensor:
+        """(1, H, W) labels after map correction (as they are without it)."""
+        if not self.map_correction:
+            return labels
+        return correct_map(labels[0], regions.original.label_map(), self.num_classes)[None]
 
     def postprocess_result(self, seg_logits: Sequence[torch.Tensor],
                            data_samples: List[SegDataSample]) -> List[SegDataSample]:

@@ -1,0 +1,10 @@
+_base_ = [
+    '../_base_/models/corrclip_vit-b16.py',
+    '../_base_/datasets/context59.py',
+    '../_base_/default_runtime.py',
+]
+# The release's cfg_context59.py; its masks: region_masks/context (HF dataset dk258/CorrCLIP).
+model = dict(
+    name_path='{{ fileDirname }}/../classnames/corrclip/cls_context59.txt',
+    masks='data/region_masks/context',
+)
