@@ -4,6 +4,7 @@ from .cass import CASSEncoder
 from .clearclip import ClearCLIPEncoder
 from .clip import CLIPEncoder
 from .cliptrase import CLIPtraseEncoder
+from .lposs import LPOSSEncoder
 from .maskclip import MaskCLIPEncoder
 from .naclip import NACLIPEncoder, neighbourhood_bias
 from .proxyclip import ProxyCLIPEncoder, proxy_attention, vfm_view
@@ -13,6 +14,6 @@ from .sclip import SCLIPEncoder
 from .sfp import SFPEncoder
 
 __all__ = ['CASSEncoder', 'CLIPEncoder', 'CLIPtraseEncoder', 'ClearCLIPEncoder',
-           'MaskCLIPEncoder', 'NACLIPEncoder', 'ProxyCLIPEncoder', 'ResCLIPEncoder',
+           'LPOSSEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder', 'ProxyCLIPEncoder', 'ResCLIPEncoder',
            'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder', 'neighbourhood_bias',
            'proxy_attention', 'vfm_view']

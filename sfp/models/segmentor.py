@@ -23,13 +23,14 @@ from ..methods import SFPEncoder
 from ..registry import ENCODERS, build_from_registry, registered_type
 from ..text import build_query_features, load_vocabulary
 from ..vfm import load_vfm
-from .data_preprocessor import SFPDataPreProcessor
+from .data_preprocessor import SFPDataPreProcessor, unit_rgb
 from .detectors import build_detector
 from .inference import SlidingWindowLayout, patch_logits
 from .label_votes import LabelVotes
 from .logit_map import LogitMap
 from .pamr import PAMR
 from .postprocess import postprocess_class_map, postprocess_logit_map, postprocess_logits
+from .propagation import LabelPropagation, node_positions
 
 ImageBatch = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -50,6 +51,36 @@ class ImageMaps:
 
     logits: LogitMap
     votes: Optional[LabelVotes] = None
+
+
+@dataclass
+class PatchNodes:
+    """The nodes of an image's patch-level propagation: its windows' logit cells, window
+    by window (row-major), each window's cells row-major.
+
+    Attributes:
+        scores: (N, Q) their logits.
+        features: (N, C) their unit-norm VFM features.
+        positions: (N, 2) their centres (y, x) in input pixels.
+        blocks: each window's block of the logit canvas.
+        grids: each window's (rows, cols) cells.
+    """
+
+    scores: torch.Tensor
+    features: torch.Tensor
+    positions: torch.Tensor
+    blocks: List[Tuple[slice, slice]]
+    grids: List[Tuple[int, int]]
+
+    def canvas(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """(N, Q) node values back into a canvas shaped like ``like`` (Q, R, C)."""
+        canvas = torch.empty_like(like)
+        first = 0
+        for (rows, cols), block in zip(self.grids, self.blocks):
+            canvas[(slice(None), *block)] = values[first:first + rows * cols].T.reshape(
+                -1, rows, cols)
+            first += rows * cols
+        return canvas
 
 
 def _check_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -135,7 +166,19 @@ class SFPSegmentor(BaseSegmentor):
             ('dino_vitb8', ...: downloaded once), a checkpoint file, or a loaded tower
             (used as it is, moved to the segmentor's device and precision: segmentors built
             from one tower share it).  The method's base config names its default; other
-            methods take none.
+            methods take none, unless ``propagation`` reads it.
+        propagation: label propagation over patches and pixels on the method's logits
+            (LPOSS; :class:`~sfp.models.propagation.LabelPropagation`'s arguments as a dict,
+            e.g. ``dict(k=400, pixel_refine=True)``), or None (off).  Its patch level links
+            the windows' logit cells by ``vfm_path``'s features; ``patch=False`` runs only
+            the pixel level (LPOSS+'s), which needs no VFM.
+        synonyms_at_input: take each class's max over its synonyms' logits at the input
+            size, before the final resize (LPOSS's release), so that ``inference`` gives
+            class logits and the softmax runs over classes; by default the max is over
+            the query probabilities at the output size.
+        clip_activation: the MLP activation of a CLIP checkpoint that cannot tell it (a
+            bare state dict): 'quick_gelu' (OpenAI's, the default), 'gelu' (open_clip's
+            LAION weights, which LPOSS uses) or 'gelu_tanh'.
     """
 
     def __init__(self,
@@ -166,6 +209,9 @@ class SFPSegmentor(BaseSegmentor):
                  return_probs: bool = True,
                  allow_duplicate_names: bool = False,
                  vfm_path: Union[str, Path, nn.Module, None] = None,
+                 propagation: Optional[dict] = None,
+                 synonyms_at_input: bool = False,
+                 clip_activation: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None,
@@ -200,16 +246,22 @@ class SFPSegmentor(BaseSegmentor):
         text_dtype = torch.promote_types(dtype, torch.float32)
         # Fail on a bad class file before loading CLIP.
         classes = load_vocabulary(name_path, allow_duplicate_names)
-        if encoder_type.uses_vfm:
-            parts.update(vfm=_vfm_tower(vfm_path, encoder_type, device, dtype))
+        propagation = dict(propagation) if propagation is not None else None
+        vfm = None
+        if encoder_type.uses_vfm or propagation is not None and propagation.get('patch', True):
+            vfm = _vfm_tower(vfm_path, encoder_type, device, dtype)
         elif vfm_path is not None:
             raise ValueError(f'vfm_path is set, but {encoder_type.__name__} reads no vision '
-                             f'foundation model (methods that do: {", ".join(vfm_methods())})')
+                             f'foundation model (methods that do: {", ".join(vfm_methods())}; '
+                             f'or patch-level propagation)')
+        if encoder_type.uses_vfm:
+            parts.update(vfm=vfm)
         if isinstance(clip_path, clip.CLIP):
             checkpoint, model = None, clip_path.to(device=device, dtype=text_dtype)
         else:
             checkpoint = clip.resolve_checkpoint(clip_path)
-            model = clip.load(checkpoint, device=device, precision=text_dtype)
+            model = clip.load(checkpoint, device=device, precision=text_dtype,
+                              activation=clip_activation)
         self.clip_checkpoint = checkpoint  # the weights file, None for a loaded CLIP
         self.class_names = [names[0] for names in classes]
         self._dataset_meta: Optional[dict] = None  # see dataset_meta
@@ -239,6 +291,13 @@ class SFPSegmentor(BaseSegmentor):
             raise ValueError(f'pamr_steps = {pamr_steps}: PAMR refines logits, but '
                              f'{type(self.encoder).__name__} decides the labels itself (its '
                              f'vote); set pamr_steps=0')
+        self.propagation = None
+        if propagation is not None:
+            if self.encoder.decides_labels:
+                raise ValueError(f'propagation refines logits, but {type(self.encoder).__name__}'
+                                 f' decides the labels itself (its vote); set propagation=None')
+            self.propagation = build_propagation(propagation, vfm)
+        self.synonyms_at_input = synonyms_at_input
         self.data_preprocessor.to(device)
 
     @property
@@ -302,6 +361,13 @@ class SFPSegmentor(BaseSegmentor):
         return LabelVotes.empty(self.num_classes, tuple(image.shape[-2:]), max_votes,
                                 image.device)
 
+    def window_layout(self, image: torch.Tensor) -> SlidingWindowLayout:
+        """The sliding windows of a (3, H, W) image and their place in its logit canvas."""
+        stride = self.encoder.logit_stride
+        pad_to = stride if self.pad_crops is True else int(self.pad_crops)
+        return SlidingWindowLayout.build(*image.shape[-2:], self.slide_crop, self.slide_stride,
+                                         stride, pad_to)
+
     def slide_maps(self, images: Sequence[torch.Tensor]) -> List[ImageMaps]:
         """Sliding-window logits (and label votes) of each image, at its input size.
 
@@ -311,10 +377,7 @@ class SFPSegmentor(BaseSegmentor):
         returned :class:`LogitMap`.  A method's own labels of a crop are counted at the
         window's pixels.
         """
-        stride = self.encoder.logit_stride
-        pad_to = stride if self.pad_crops is True else int(self.pad_crops)
-        layouts = [SlidingWindowLayout.build(*img.shape[-2:], self.slide_crop, self.slide_stride,
-                                             stride, pad_to) for img in images]
+        layouts = [self.window_layout(img) for img in images]
         contexts = self.image_contexts(images)
         canvases = [img.new_zeros((self.num_queries, *layout.canvas_shape),
                                   dtype=self.compute_dtype)
@@ -376,12 +439,91 @@ class SFPSegmentor(BaseSegmentor):
         patch = self.encoder.visual.patch_size
         padded = [_pad_to_min_size(img, patch) for img in images]
         maps = self.slide_maps(padded) if self.slide_crop > 0 else self.whole_maps(padded)
+        for m, p in zip(maps, padded):
+            if self.propagation is not None:
+                m.logits = self.propagated(p, m.logits)
+            if self.synonyms_at_input:
+                m.logits = LogitMap.from_grid(self.merge_synonyms(
+                    m.logits.resized(p.shape[-2:]).dense()))
         for m, p, img in zip(maps, padded, images):
             if p is not img:
                 m.logits = m.logits.resized(p.shape[-2:]).cropped(*img.shape[-2:])
                 if m.votes is not None:
                     m.votes = m.votes.cropped(*img.shape[-2:])
         return maps
+
+    def propagated(self, image: torch.Tensor, logits: LogitMap) -> LogitMap:
+        """A (3, H, W) image's logits after the label propagation: over the patch graph of
+        its windows' logit cells (a cell's position: its centre in input pixels), then
+        (``pixel_refine``) over its pixels at the input size."""
+        prop = self.propagation
+        if prop.patch:
+            nodes = self.patch_nodes(image, logits)
+            out = prop.propagate_patches(nodes.scores, nodes.features, nodes.positions)
+            logits = LogitMap(nodes.canvas(out, logits.grid), logits.rows, logits.cols)
+        if prop.pixel_refine:
+            dense = logits.resized(image.shape[-2:]).dense()
+            logits = LogitMap.from_grid(prop.propagate_pixels(dense, unit_rgb(image)))
+        return logits
+
+    def patch_nodes(self, image: torch.Tensor, logits: LogitMap) -> PatchNodes:
+        """The nodes of the patch-level propagation of a (3, H, W) image whose
+        :meth:`coarse_maps` logits are ``logits``: every logit cell of every window."""
+        windows = self._windows(image)
+        blocks = [block for _, _, block in windows]
+        cells = [logits.grid[(slice(None), *block)] for block in blocks]
+        scores = torch.cat([c.flatten(1).T for c in cells])  # (N, Q), windows in order
+        grids = [tuple(c.shape[-2:]) for c in cells]
+        positions = node_positions([start for _, start, _ in windows], grids,
+                                   self.encoder.logit_stride).to(scores.device)
+        return PatchNodes(scores, self._vfm_nodes(windows, grids), positions, blocks, grids)
+
+    def _windows(self, image: torch.Tensor) -> List[tuple]:
+        """(crop, (top, left) of its grid in input pixels, its canvas block) of every
+        window of an image, in the order of their nodes."""
+        if self.slide_crop == 0:
+            return [(image, (0, 0), (slice(None), slice(None)))]
+        layout = self.window_layout(image)
+        out = []
+        for r, c, (y1, _, x1, _) in layout.windows():
+            top = y1 - (layout.row_pads[r][0] if layout.row_pads else 0)
+            left = x1 - (layout.col_pads[c][0] if layout.col_pads else 0)
+            out.append((layout.crop(image, r, c), (top, left), layout.block(r, c)))
+        return out
+
+    def _vfm_nodes(self, windows: Sequence[tuple], grids: Sequence[Tuple[int, int]]
+                   ) -> torch.Tensor:
+        """(N, C) VFM features of the windows' crops on their logit grids, windows in
+        order; crops of one size (and grid) go through the VFM together, a memory
+        budget's worth at a time."""
+        by_shape: Dict[tuple, List[int]] = defaultdict(list)
+        for i, ((crop, _, _), grid) in enumerate(zip(windows, grids)):
+            by_shape[(tuple(crop.shape[-2:]), grid)].append(i)
+        features: List[Optional[torch.Tensor]] = [None] * len(windows)
+        for (size, grid), indices in by_shape.items():
+            step = self.crops_per_batch(size)
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
+                crops = unit_rgb(torch.stack([windows[i][0] for i in chunk]))
+                for i, f in zip(chunk, self.propagation.vfm_features(crops, grid)):
+                    features[i] = f
+        return torch.cat(features)
+
+    def merge_synonyms(self, logits: torch.Tensor) -> torch.Tensor:
+        """(Q, H, W) query logits -> (C, H, W): each class's max over its queries."""
+        if self.num_classes == logits.shape[0]:
+            return logits
+        out = logits.new_zeros((self.num_classes, *logits.shape[1:]))
+        index = self.query_idx.view(-1, 1, 1).expand_as(logits)
+        return out.scatter_reduce_(0, index, logits, 'amax', include_self=False)
+
+    @property
+    def logit_query_idx(self) -> torch.Tensor:
+        """The class of each channel of the logits ``inference`` gives: the queries' own,
+        or each class once with ``synonyms_at_input``."""
+        if self.synonyms_at_input:
+            return torch.arange(self.num_classes, device=self.query_idx.device)
+        return self.query_idx
 
     def coarse_logits(self, images: Sequence[torch.Tensor]) -> List[LogitMap]:
         """The query logits of :meth:`coarse_maps`."""
@@ -437,7 +579,7 @@ class SFPSegmentor(BaseSegmentor):
                     self.area_thd, self.return_probs)
             else:
                 probs, labels = postprocess_logit_map(
-                    maps.logits.resized(size), self.query_idx, self.num_classes,
+                    maps.logits.resized(size), self.logit_query_idx, self.num_classes,
                     self.logit_scale, self.prob_thd, self.area_thd, self.return_probs)
             self._store(sample, probs, labels)
         return data_samples
@@ -446,7 +588,7 @@ class SFPSegmentor(BaseSegmentor):
                            data_samples: List[SegDataSample]) -> List[SegDataSample]:
         """Post-process full-resolution query logits into each data sample."""
         for logits, sample in zip(seg_logits, data_samples):
-            probs, labels = postprocess_logits(logits, self.query_idx, self.num_classes,
+            probs, labels = postprocess_logits(logits, self.logit_query_idx, self.num_classes,
                                                self.logit_scale, self.prob_thd, self.area_thd)
             self._store(sample, probs if self.return_probs else None, labels)
         return data_samples
@@ -579,6 +721,15 @@ def _vfm_tower(vfm_path: Union[str, Path, nn.Module, None], encoder_type: type,
     if isinstance(vfm_path, nn.Module):
         return vfm_path.to(device=device, dtype=dtype).eval().requires_grad_(False)
     return load_vfm(vfm_path, device=device, dtype=dtype)
+
+
+def build_propagation(cfg: dict, vfm: Optional[nn.Module]) -> LabelPropagation:
+    """The segmentor's ``propagation`` dict built, its patch level on ``vfm``; bad
+    arguments are a ValueError naming them."""
+    try:
+        return LabelPropagation(vfm=vfm if cfg.get('patch', True) else None, **cfg)
+    except TypeError as err:
+        raise ValueError(f'bad arguments in propagation={cfg!r}: {err}') from err
 
 
 def _cache_key(text_cache: Union[bool, str, Path], checkpoint: Optional[Path]) -> Optional[Path]:
