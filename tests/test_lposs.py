@@ -54,45 +54,32 @@ class Recorder:
         return out
 
 
-def run_case(name):
-    """The case's segmentor (its VOC21 config in float64) on each golden image: the
-    class logits at ``ori_shape`` and what each propagation level saw."""
-    case = CASES[name]
-    params = case['params']
-    cfg = model_cfg('lposs_plus' if params['pixel_refine'] else 'lposs', precision='fp64',
-                    return_probs=True)
-    seg = MODELS.build(cfg.model)
+def check_settings(seg, cfg, params):
     prop = seg.propagation
-    assert {k: getattr(prop, k) for k in ('alpha', 'gamma', 'k', 'sigma', 'pix_dist_pow',
-                                          'pixel_refine', 'tau', 'r', 'enc_type_feats',
-                                          'cg_tol', 'cg_maxiter')} == {
-        k: params[k] for k in ('alpha', 'gamma', 'k', 'sigma', 'pix_dist_pow', 'pixel_refine',
-                               'tau', 'r', 'enc_type_feats', 'cg_tol', 'cg_maxiter')}
+    names = ('alpha', 'gamma', 'k', 'sigma', 'pix_dist_pow', 'pixel_refine', 'tau', 'r',
+             'enc_type_feats', 'cg_tol', 'cg_maxiter')
+    assert {k: getattr(prop, k) for k in names} == {k: params[k] for k in names}
     assert (seg.slide_crop, seg.slide_stride) == (params['slide_crop'], params['slide_stride'])
     assert [s.scale for s in cfg.test_dataloader.dataset.pipeline if s.type == 'Resize'] == \
         [tuple(params['img_scale'])]
-    patches = Recorder(prop, 'propagate_patches')
-    pixels = Recorder(prop, 'propagate_pixels')
-    outputs = [seg.inference(image_input(im)[None], [dict(ori_shape=tuple(im['ori_shape']))])[0]
-               for im in case['images']]
-    return seg, outputs, patches.calls, pixels.calls
 
 
 @pytest.fixture(scope='module')
 def lposs():
-    return run_case('voc21_lposs')
+    """The VOC21 LPOSS config in float64 on each golden image: the segmentor, the class
+    logits at ``ori_shape`` and what the patch level saw and gave."""
+    case = CASES['voc21_lposs']
+    cfg = model_cfg('lposs', precision='fp64', return_probs=True)
+    seg = MODELS.build(cfg.model)
+    check_settings(seg, cfg, case['params'])
+    patches = Recorder(seg.propagation, 'propagate_patches')
+    outputs = [seg.inference(image_input(im)[None], [dict(ori_shape=tuple(im['ori_shape']))])[0]
+               for im in case['images']]
+    return seg, outputs, patches.calls
 
 
-@pytest.fixture(scope='module')
-def lposs_plus():
-    return run_case('voc21_lposs_plus')
-
-
-def check_common(case, seg, outputs, patch_calls):
-    assert seg.query_idx.tolist() == case['query_idx']
-    assert (seg.query_features - case['query_features']).abs().max() <= TOL
-    for im, logits, ((scores, features, positions), lp) in zip(case['images'], outputs,
-                                                              patch_calls):
+def check_patch_level(case, seg, images, patch_calls):
+    for im, ((scores, features, positions), lp) in zip(images, patch_calls):
         x = image_input(im)
         y1, y2, x1, x2 = im['windows'][0].tolist()
         out = seg.encoder(x[None, :, y1:y2, x1:x2])
@@ -101,9 +88,25 @@ def check_common(case, seg, outputs, patch_calls):
         nodes = im['node_idx']
         assert (scores[nodes] - im['clip_scores_at_nodes']).abs().max() <= TOL
         graph = seg.propagation.patch_graph(features, positions)
-        assert (graph.degree[nodes] - im['degree_at_nodes']).abs().max() <= TOL * 1e3
+        assert ((graph.degree[nodes] - im['degree_at_nodes']).abs().max()
+                <= TOL * im['degree_at_nodes'].max())
         assert ((lp[nodes] - im['lp_scores_at_nodes']).abs().max()
                 <= TOL * im['lp_scores_at_nodes'].abs().max())
+
+
+def test_lposs_reproduces_the_release(lposs):
+    seg, outputs, patch_calls = lposs
+    case = CASES['voc21_lposs']
+    assert seg.query_idx.tolist() == case['query_idx']
+    assert (seg.query_features - case['query_features']).abs().max() <= TOL
+    check_patch_level(case, seg, case['images'], patch_calls)
+    for im, logits, ((_, features, _), _) in zip(case['images'], outputs, patch_calls):
+        v = im['crop0_vfm_feats']
+        assert (features[:196] - v / v.norm(dim=-1, keepdim=True)).abs().max() <= TOL
+        sims, idx = knn_search(features, 400, features[im['knn_node_idx']])
+        for row, want in zip(idx, im['knn_idx']):
+            assert set(row.tolist()) == set(want.tolist())
+        assert (sims - im['knn_sims']).abs().max() <= TOL
         yx = im['sample_yx']
         got = logits[:, yx[:, 0], yx[:, 1]].t()
         assert got.shape == im['logits_at_samples'].shape
@@ -113,35 +116,42 @@ def check_common(case, seg, outputs, patch_calls):
         assert torch.equal(labels[0], im['pred'].long())
 
 
-def test_lposs_reproduces_the_release(lposs):
-    seg, outputs, patch_calls, pixel_calls = lposs
-    case = CASES['voc21_lposs']
-    check_common(case, seg, outputs, patch_calls)
-    assert not pixel_calls
-    for im, ((_, features, _), _) in zip(case['images'], patch_calls):
-        v = im['crop0_vfm_feats']
-        assert (features[:196] - v / v.norm(dim=-1, keepdim=True)).abs().max() <= TOL
-        sims, idx = knn_search(features, 400, features[im['knn_node_idx']])
-        for row, want in zip(idx, im['knn_idx']):
-            assert set(row.tolist()) == set(want.tolist())
-        assert (sims - im['knn_sims']).abs().max() <= TOL
+@pytest.fixture(scope='module')
+def tiny_plus():
+    cfg = model_cfg('lposs_plus', precision='fp64', return_probs=True)
+    seg = MODELS.build(cfg.model)
+    check_settings(seg, cfg, CASES['voc21_lposs_plus']['params'])
+    return seg
 
 
-def test_lposs_plus_reproduces_the_release(lposs_plus):
-    seg, outputs, patch_calls, pixel_calls = lposs_plus
-    case = CASES['voc21_lposs_plus']
-    check_common(case, seg, outputs, patch_calls)
-    for im, ((scores, rgb), refined) in zip(case['images'], pixel_calls):
-        yx = im['sample_yx_resized']
-        at = (slice(None), yx[:, 0], yx[:, 1])
-        assert (scores[at].t() - im['pixel_scores_at_resized']).abs().max() <= TOL
-        assert (refined[at].t() - im['refined_at_resized']).abs().max() <= TOL
-        assert torch.equal(rgb, unit_rgb(image_input(im)))
-        graph = seg.propagation.pixel_graph(rgb)
-        lab = rgb_to_lab(rgb) / torch.tensor([100.0, 128.0, 128.0]).view(3, 1, 1)
-        assert (lab[at].t() - im['lab_at_resized']).abs().max() <= 1e-12
-        assert (graph.degree[yx[:, 0], yx[:, 1]] - im['pixel_degree_at_resized']).abs().max() \
-            <= 1e-12
+# The pixel level on a 448 x 673 image is about 2e9 multiply-adds per CG step for all 46
+# queries: the suite checks a few columns (each column's CG is independent of the
+# others); benchmarks/lposs_golden.py checks the whole case.
+PIXEL_COLUMNS = [0, 27]
+
+
+def test_lposs_plus_reproduces_the_release(tiny_plus):
+    seg, case = tiny_plus, CASES['voc21_lposs_plus']
+    im = case['images'][0]
+    x = image_input(im)
+    prop = seg.propagation
+    logits = seg.slide_maps([x])[0].logits
+    nodes = seg.patch_nodes(x, logits)
+    lp = prop.propagate_patches(nodes.scores, nodes.features, nodes.positions)
+    check_patch_level(case, seg, [im], [((nodes.scores, nodes.features, nodes.positions), lp)])
+    scores = LogitMap(nodes.canvas(lp, logits.grid), logits.rows, logits.cols).dense()
+    yx = im['sample_yx_resized']
+    at = (slice(None), yx[:, 0], yx[:, 1])
+    assert (scores[at].t() - im['pixel_scores_at_resized']).abs().max() <= TOL
+    rgb = unit_rgb(x)
+    assert (rgb * 255 - im['resized'].flip(0)).abs().max() <= 1e-12
+    refined = prop.propagate_pixels(scores[PIXEL_COLUMNS], rgb)
+    assert (refined[at].t() - im['refined_at_resized'][:, PIXEL_COLUMNS]).abs().max() <= TOL
+    graph = prop.pixel_graph(rgb)
+    lab = rgb_to_lab(rgb) / torch.tensor([100.0, 128.0, 128.0]).view(3, 1, 1)
+    assert (lab[at].t() - im['lab_at_resized']).abs().max() <= 1e-12
+    degree = im['pixel_degree_at_resized']
+    assert (graph.degree[yx[:, 0], yx[:, 1]] - degree).abs().max() <= 1e-13 * degree.max()
 
 
 def test_predict_gives_the_release_labels(lposs):
@@ -163,7 +173,7 @@ def cupy_cg(matrix, b, tol, maxiter):
         return b
     atol = tol * b_norm
     r = b - matrix @ x
-    rho = 0
+    rho, p = 0, None
     for iters in range(maxiter):
         rho1, rho = rho, r @ r
         p = r if iters == 0 else r + rho / rho1 * p
@@ -244,11 +254,6 @@ def small_images(dtype=torch.float64):
     gen = torch.Generator().manual_seed(3)
     return [torch.randn(3, *size, generator=gen, dtype=dtype)
             for size in ((224, 300), (250, 224))]
-
-
-@pytest.fixture(scope='module')
-def tiny_plus():
-    return MODELS.build(model_cfg('lposs_plus', precision='fp64', return_probs=True).model)
 
 
 def test_batched_equals_single(tiny_plus):

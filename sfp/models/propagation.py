@@ -112,15 +112,16 @@ class NormalisedGraph:
         keep = rows != cols
         rows, cols, weights = rows[keep], cols[keep], weights[keep]
         index = torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])])
-        w = torch.sparse_coo_tensor(index, torch.cat([weights, weights]),
-                                    (size, size)).coalesce()
+        w = torch.sparse_coo_tensor(index, torch.cat([weights, weights]), (size, size),
+                                    check_invariants=False).coalesce()
         (i, j), values = w.indices(), w.values()
         degree = torch.zeros(size, dtype=values.dtype, device=values.device)
         degree.index_add_(0, i, values)
         degree = torch.where(degree == 0, torch.ones_like(degree), degree)
         scale = degree.rsqrt()
         normalised = torch.sparse_coo_tensor(w.indices(), values * scale[i] * scale[j],
-                                             (size, size), is_coalesced=True)
+                                             (size, size), is_coalesced=True,
+                                             check_invariants=False)
         with warnings.catch_warnings():  # sparse CSR is 'beta'; its product is all we use
             warnings.simplefilter('ignore', UserWarning)
             return cls(normalised.to_sparse_csr(), degree)
@@ -178,12 +179,12 @@ class PixelGraph:
                 n + dy:n + dy + h, n + dx:n + dx + w]
         return cls(offsets, weights, degree)
 
-    def laplacian_apply(self, alpha: float, band_elements: int = 1 << 17
+    def laplacian_apply(self, alpha: float, band_elements: int = 1 << 22
                         ) -> Callable[[torch.Tensor], torch.Tensor]:
         """x -> (I - alpha S) x for (h * w, m) x, pixels row-major.
 
         Pixels hold their m values side by side; on the CPU a band of rows is finished
-        (all offsets) before the next, so that it stays in cache (about
+        (all offsets) before the next, which keeps its data near the cache (about
         ``band_elements`` values a band); a GPU takes the whole image at once."""
         h, w = self.degree.shape
         n = self.radius
