@@ -152,6 +152,7 @@ REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'proxyclip': _row(61.3, 35.3, 37.5, 80.3, 39.1, 26.5, 38.1, 20.2),
     'resclip': _row(61.1, 33.5, 35.0, 86.0, 36.8, 24.7, 35.9, 18.0),
     'cass': _row(65.8, 36.7, 37.8, 87.8, 40.2, 26.7, 39.4, 20.4),
+    'lposs': _row(61.1, 34.6, 33.4, 78.8, 37.8, 25.9, 37.3, 21.8),
     'sfp': PAPER_TABLE1_MIOU['sfp'],
 }
 REPORTED_SOURCES: Dict[str, str] = {
@@ -172,6 +173,10 @@ REPORTED_SOURCES: Dict[str, str] = {
     'cass': 'CASS paper (CVPR 2025) Table 1, CLIP ViT-B/16 + DINO ViT-B/8 = the '
             'release README\'s "Quantitative Results" image (cass/static/images/miou.png of '
             'MICV-yonsei/MICV-yonsei.github.io@c2aa7d9)',
+    'lposs': 'LPOSS+ (CLIP ViT-B/16 LAION-2B + DINO ViT-B/16) as a third-party leaderboard '
+             '(wizwand.com) quotes the LPOSS paper (arXiv 2503.19777, CVPR 2025); the '
+             "paper's table could not be opened here and the release README gives none "
+             '(../shared/docs/LPOSS.md)',
     'sfp': PAPER_TABLE1_SOURCES['sfp'],
 }
 # The average each source states over the eight benchmarks.

@@ -323,3 +323,15 @@ def test_refiner_keeps_a_constant_map_constant(refined_maskclip):
         levels.view(-1, 1, 1).expand(-1, 40, 50).clone())).grid
     assert (pixel.argmax(0) == 19).all()
     assert ((pixel / levels.view(-1, 1, 1)) - pixel[0] / levels[0]).abs().max() <= 1e-12
+
+
+def test_patch_neighbourhood(tiny_plus):
+    from sfp.analysis import patch_neighbourhood
+
+    image = small_images()[0]
+    found = patch_neighbourhood(tiny_plus, image, (100.0, 250.0))
+    assert found.neighbours[0] == found.query and found.neighbours.shape == (392,)
+    # the nearest cell centre: row 6 (y 104) of the window at x 76, column 10 (x 244)
+    assert tuple(found.positions[found.query].tolist()) == (104.0, 244.0)
+    assert (found.similarities[:-1] >= found.similarities[1:]).all()
+    assert abs(found.weights[0] - 1) <= 1e-12 and (found.weights <= 1 + 1e-12).all()

@@ -3,7 +3,7 @@
 # last block's residual and MLP kept, plain cosines) propagated over a kNN graph of
 # DINO's last-block values over all windows' patches at once (10 conjugate-gradient
 # steps); each class takes the max over its synonyms at the input size, then the
-# softmax over classes (no temperature). LPOSS+ (lposs_plus_vit-b16.py) adds the
+# softmax over classes (no temperature). LPOSS+ (configs/lposs/lposs_plus_*.py) adds the
 # propagation over pixels. Benchmark configs set name_path.
 model = dict(
     type='SFPSegmentor',
