@@ -14,6 +14,8 @@ its own last-block code.  Nothing re-implements a block loop or a method's atten
   (:class:`IdentityValueProbe`).  A method whose attention does not come from the walk
   alone computes it itself (:meth:`~sfp.models.MethodEncoder.attention_map`: ProxyCLIP's
   proxy attention, from its VFM on the same crop, on the VFM's grid).
+- :func:`patch_neighbourhood` gives a query patch's neighbours in the kNN graph of the
+  segmentor's label propagation (LPOSS).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from .models import (
                      build_detector,
                      guidance_similarity,
 )
+from .models.propagation import knn_search
 
 DEFAULT_DETECTORS = ('SOM', 'L2', 'LOF', 'DBSCAN', 'KMeans', 'cls_attn')
 DEFAULT_GUIDANCE_BLOCK = 9  # SFP's and SC-CLIP's guidance block
@@ -431,3 +434,45 @@ def compare_last_block_attention(
         grid = walk.grid
         methods[name] = method_attention(segmentor.encoder, walk)
     return AttentionComparison(crop=_as_rgb(prepared), grid=grid, methods=methods)
+
+
+@dataclass
+class PatchNeighbourhood:
+    """A query patch's neighbours in the patch graph of label propagation (LPOSS).
+
+    Attributes:
+        query: the query node (a logit cell of one window; nodes window by window).
+        neighbours: (k,) its k nearest nodes by the VFM's features, itself first.
+        similarities: (k,) their feature similarities, descending.
+        weights: (k,) their edge weights ``max(s, 0)^gamma * exp(-sigma d^pix_dist_pow)``.
+        positions: (N, 2) every node's centre (y, x) in input pixels.
+    """
+
+    query: int
+    neighbours: torch.Tensor
+    similarities: torch.Tensor
+    weights: torch.Tensor
+    positions: torch.Tensor
+
+
+@torch.no_grad()
+def patch_neighbourhood(segmentor: SFPSegmentor, image: torch.Tensor,
+                        point: Tuple[float, float]) -> PatchNeighbourhood:
+    """The kNN neighbourhood of the patch node nearest ``point`` (y, x, input pixels) of a
+    (3, H, W) normalised image, in the graph the segmentor's patch-level ``propagation``
+    builds (the first of the windows covering the point where several do)."""
+    prop = segmentor.propagation
+    if prop is None or not prop.patch:
+        raise ValueError('the segmentor has no patch-level propagation (propagation=dict(...) '
+                         'with a vfm_path, e.g. the lposs configs)')
+    image = image.to(segmentor.query_features.device)
+    maps = segmentor.slide_maps([image]) if segmentor.slide_crop else \
+        segmentor.whole_maps([image])
+    nodes = segmentor.patch_nodes(image, maps[0].logits)
+    target = torch.tensor(point, dtype=nodes.positions.dtype, device=nodes.positions.device)
+    query = int((nodes.positions - target).square().sum(dim=1).argmin())
+    sims, idx = knn_search(nodes.features, prop.k, nodes.features[query:query + 1])
+    distance = (nodes.positions[idx[0]] - nodes.positions[query]).square().sum(dim=1).sqrt()
+    weights = sims[0].clamp(min=0) ** prop.gamma * torch.exp(
+        -prop.sigma * distance ** prop.pix_dist_pow)
+    return PatchNeighbourhood(query, idx[0], sims[0], weights, nodes.positions)

@@ -19,8 +19,9 @@ from .text import load_vocabulary, parse_class_names, read_class_names
 PRESETS: Dict[str, Path] = {name: b.class_file for name, b in BENCHMARKS.items()}
 DEFAULT_SHORT_SIDE = 336
 # Model arguments that are the caller's, never a config's.
+# clip_activation goes with the caller's clip_path (LPOSS's config names LAION's GELU).
 CALLER_KEYS = ('type', 'clip_path', 'name_path', 'device', 'precision', 'return_probs',
-               'crop_batch_size', 'memory_budget_mb')
+               'crop_batch_size', 'memory_budget_mb', 'clip_activation')
 
 Vocabulary = Union[str, Path, Sequence[Sequence[str]]]
 

@@ -155,6 +155,7 @@ REPORTED_MIOU: Dict[str, Dict[str, float]] = {
     'trident': _row(67.1, 38.6, 41.1, 84.5, 42.2, 28.3, 42.9, 21.9),
     'corrclip': _row(74.8, 44.2, 43.7, 88.8, 48.8, 31.6, 49.4, 26.9),
     'lavg': PAPER_TABLE1_MIOU['lavg'],
+    'lposs': _row(61.1, 34.6, 33.4, 78.8, 37.8, 25.9, 37.3, 21.8),
     'sfp': PAPER_TABLE1_MIOU['sfp'],
 }
 REPORTED_SOURCES: Dict[str, str] = {
@@ -184,6 +185,10 @@ REPORTED_SOURCES: Dict[str, str] = {
                 'average 51.0 = the arXiv 2411.10086 v1 abstract\'s)',
     'lavg': 'LaVG README results table at 2db88e5 (CLIP ViT-B/16, DINO ViT-B/8 panoptic-cut '
             "masks) = the SFP paper (ICCV 2025) Table 1's LaVG row",
+    'lposs': 'LPOSS+ (CLIP ViT-B/16 LAION-2B + DINO ViT-B/16) as a third-party leaderboard '
+             '(wizwand.com) quotes the LPOSS paper (arXiv 2503.19777, CVPR 2025); the '
+             "paper's table could not be opened here and the release README gives none "
+             '(../shared/docs/LPOSS.md)',
     'sfp': PAPER_TABLE1_SOURCES['sfp'],
 }
 # The average each source states over the eight benchmarks.

@@ -140,8 +140,9 @@ def build_query_features(model: CLIP, name_file: Union[PathLike, Sequence[Sequen
 
     With ``checkpoint`` (the file ``model`` was loaded from), features are cached on disk
     under ``cache`` (default ``<cache_dir()>/text_features``), keyed by the checkpoint
-    file, the query names, the templates and the dtype: a second start skips the text
-    encoder, and any change to those is a different entry, never a stale one.
+    file, the query names, the templates, the dtype and the text tower's activation: a
+    second start skips the text encoder, and any change to those is a different entry,
+    never a stale one.
     """
     # Repeated names are the caller's decision (the segmentor refuses them unless told).
     classes = load_vocabulary(name_file, allow_duplicates=True)
@@ -152,8 +153,9 @@ def build_query_features(model: CLIP, name_file: Union[PathLike, Sequence[Sequen
     query_idx = torch.tensor(index, dtype=torch.long, device=device)
     entry = None
     if checkpoint is not None:
+        # The activation too: a bare state dict runs with whichever the caller names.
         key = json.dumps([checkpoint_fingerprint(checkpoint), names, list(templates),
-                          str(model.dtype)])
+                          str(model.dtype), model.config.text_activation])
         folder = Path(cache) if cache else cache_dir() / 'text_features'
         entry = folder / f'{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt'
         if entry.is_file():

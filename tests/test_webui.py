@@ -358,7 +358,7 @@ def test_command_lists_the_available_methods(capsys):
     assert 'maskclp' in error and all(m in error for m in available_methods())
     assert set(available_methods()) == {'sfp', 'clip', 'maskclip', 'clearclip', 'sclip',
                                         'naclip', 'scclip', 'cliptrase', 'proxyclip', 'resclip',
-                                        'cass', 'trident', 'lavg', 'corrclip'}
+                                        'cass', 'trident', 'lavg', 'corrclip', 'lposs'}
 
 
 def test_own_output_folder_goes_with_the_demo():

@@ -15,6 +15,7 @@ short_side_per_benchmark = dict(cityscapes=560)
 # Model arguments set for every method.
 model = dict(
     clip_path='ViT-B/16',
+    clip_activation=None,  # OpenAI's own (QuickGELU), over a method's (LPOSS: LAION's GELU)
     templates=None,  # CLIP's 80 ImageNet templates (sfp/data/openai_imagenet_templates.txt)
     slide_crop=224,
     slide_stride=112,

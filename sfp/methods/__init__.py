@@ -6,6 +6,7 @@ from .clip import CLIPEncoder
 from .cliptrase import CLIPtraseEncoder
 from .corrclip import CorrCLIPEncoder
 from .lavg import LaVGEncoder, ground_in_regions
+from .lposs import LPOSSEncoder
 from .maskclip import MaskCLIPEncoder
 from .naclip import NACLIPEncoder, neighbourhood_bias
 from .proxyclip import ProxyCLIPEncoder, proxy_attention, vfm_view
@@ -16,7 +17,7 @@ from .sfp import SFPEncoder
 from .trident import TridentEncoder, sam_guidance
 
 __all__ = ['CASSEncoder', 'CLIPEncoder', 'CLIPtraseEncoder', 'ClearCLIPEncoder',
-           'CorrCLIPEncoder', 'LaVGEncoder', 'MaskCLIPEncoder', 'NACLIPEncoder',
-           'ProxyCLIPEncoder', 'ResCLIPEncoder', 'SCCLIPEncoder', 'SCLIPEncoder', 'SFPEncoder',
-           'TridentEncoder', 'ground_in_regions', 'neighbourhood_bias', 'proxy_attention',
-           'sam_guidance', 'vfm_view']
+           'CorrCLIPEncoder', 'LaVGEncoder', 'LPOSSEncoder', 'MaskCLIPEncoder',
+           'NACLIPEncoder', 'ProxyCLIPEncoder', 'ResCLIPEncoder', 'SCCLIPEncoder',
+           'SCLIPEncoder', 'SFPEncoder', 'TridentEncoder', 'ground_in_regions',
+           'neighbourhood_bias', 'proxy_attention', 'sam_guidance', 'vfm_view']

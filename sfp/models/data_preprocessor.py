@@ -44,3 +44,13 @@ class SFPDataPreProcessor(SegDataPreProcessor):
         if all(img.shape == inputs[0].shape for img in inputs):
             inputs = torch.stack(inputs)
         return dict(inputs=inputs, data_samples=data.get('data_samples'))
+
+
+def unit_rgb(images: torch.Tensor) -> torch.Tensor:
+    """Images normalised as :class:`SFPDataPreProcessor` does (its float32 constants) back
+    to 0..1 RGB, in their own precision: for methods whose release normalises each tower's
+    input itself (LPOSS)."""
+    def channels(values: Sequence[float]) -> torch.Tensor:
+        return torch.tensor(values).to(device=images.device, dtype=images.dtype).view(3, 1, 1)
+
+    return (images * channels(CLIP_STD) + channels(CLIP_MEAN)) / 255

@@ -26,7 +26,7 @@ from ..methods import SFPEncoder
 from ..registry import ENCODERS, build_from_registry, registered_type
 from ..text import build_query_features, load_vocabulary
 from ..vfm import load_sam, load_vfm
-from .data_preprocessor import SFPDataPreProcessor
+from .data_preprocessor import SFPDataPreProcessor, unit_rgb
 from .detectors import build_detector
 from .inference import SlidingWindowLayout, patch_logits
 from .label_votes import LabelVotes
@@ -34,6 +34,7 @@ from .logit_map import LogitMap
 from .map_correction import correct_map
 from .pamr import PAMR
 from .postprocess import postprocess_class_map, postprocess_logit_map, postprocess_logits
+from .propagation import LabelPropagation, node_positions
 
 ImageBatch = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -63,6 +64,36 @@ class ImageMaps:
     refine: Optional[Callable[[torch.Tensor, torch.Tensor],
                               Tuple[torch.Tensor, torch.Tensor]]] = None
     regions: Optional[ImageRegions] = None
+
+
+@dataclass
+class PatchNodes:
+    """The nodes of an image's patch-level propagation: its windows' logit cells, window
+    by window (row-major), each window's cells row-major.
+
+    Attributes:
+        scores: (N, Q) their logits.
+        features: (N, C) their unit-norm VFM features.
+        positions: (N, 2) their centres (y, x) in input pixels.
+        blocks: each window's block of the logit canvas.
+        grids: each window's (rows, cols) cells.
+    """
+
+    scores: torch.Tensor
+    features: torch.Tensor
+    positions: torch.Tensor
+    blocks: List[Tuple[slice, slice]]
+    grids: List[Tuple[int, int]]
+
+    def canvas(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """(N, Q) node values back into a canvas shaped like ``like`` (Q, R, C)."""
+        canvas = torch.empty_like(like)
+        first = 0
+        for (rows, cols), block in zip(self.grids, self.blocks):
+            canvas[(slice(None), *block)] = values[first:first + rows * cols].T.reshape(
+                -1, rows, cols)
+            first += rows * cols
+        return canvas
 
 
 def _check_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -153,7 +184,8 @@ class SFPSegmentor(BaseSegmentor):
             ('dino_vitb8', ...: downloaded once), a checkpoint file, or a loaded tower
             (used as it is, moved to the segmentor's device and precision: segmentors built
             from one tower share it).  The method's base config names its default; other
-            methods take none, except to give it to a mask generator (``masks``).
+            methods take none, except to give it to a mask generator (``masks``) or to
+            patch-level ``propagation``.
         sam_path: SAM, for a method that reads it (Trident;
             :attr:`~sfp.models.encoder.MethodEncoder.uses_sam`): a name ('sam_vit_b',
             'sam_vit_l', 'sam_vit_h': downloaded once), a checkpoint file with the released
@@ -171,6 +203,18 @@ class SFPSegmentor(BaseSegmentor):
             mask source's, at the original size) but the smallest id takes the label most of
             its pixels have (CorrCLIP's post-process, :func:`~sfp.models.correct_map`; any
             method with a mask source).  The probabilities are left as they are.
+        propagation: label propagation over patches and pixels on the method's logits
+            (LPOSS; :class:`~sfp.models.propagation.LabelPropagation`'s arguments as a dict,
+            e.g. ``dict(k=400, pixel_refine=True)``), or None (off).  Its patch level links
+            the windows' logit cells by ``vfm_path``'s features; ``patch=False`` runs only
+            the pixel level (LPOSS+'s), which needs no VFM.
+        synonyms_at_input: take each class's max over its synonyms' logits at the input
+            size, before the final resize (LPOSS's release), so that ``inference`` gives
+            class logits and the softmax runs over classes; by default the max is over
+            the query probabilities at the output size.
+        clip_activation: the MLP activation of a CLIP checkpoint that cannot tell it (a
+            bare state dict): 'quick_gelu' (OpenAI's, the default), 'gelu' (open_clip's
+            LAION weights, which LPOSS uses) or 'gelu_tanh'.
     """
 
     def __init__(self,
@@ -207,6 +251,9 @@ class SFPSegmentor(BaseSegmentor):
                  maskpred_root: Union[str, Path, None] = None,
                  instance_mask_path: Union[str, Path, None] = None,
                  map_correction: bool = False,
+                 propagation: Optional[dict] = None,
+                 synonyms_at_input: bool = False,
+                 clip_activation: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None,
@@ -257,14 +304,20 @@ class SFPSegmentor(BaseSegmentor):
             masks, None if encoder_type.uses_vfm else vfm_path)
         if self.mask_source is not None:
             self.mask_source.to(device)
-        if encoder_type.uses_vfm:
-            parts.update(vfm=_tower(
-                vfm_path, load_vfm, f'{encoder_type.__name__} reads a vision foundation model: '
-                f"set vfm_path (a name such as 'dino_vitb8', a checkpoint file or a loaded "
-                f'tower)', device, dtype))
+        propagation = dict(propagation) if propagation is not None else None
+        vfm = None
+        if encoder_type.uses_vfm or propagation is not None and propagation.get('patch', True):
+            reader = (f'{encoder_type.__name__} reads' if encoder_type.uses_vfm
+                      else 'patch-level propagation reads')
+            vfm = _tower(vfm_path, load_vfm, f'{reader} a vision foundation model: set '
+                         f"vfm_path (a name such as 'dino_vitb8', a checkpoint file or a loaded "
+                         f'tower)', device, dtype)
         elif vfm_path is not None and masks is None:
             raise ValueError(f'vfm_path is set, but {encoder_type.__name__} reads no vision '
-                             f'foundation model (methods that do: {", ".join(vfm_methods())})')
+                             f'foundation model (methods that do: {", ".join(vfm_methods())}; '
+                             f'or patch-level propagation)')
+        if encoder_type.uses_vfm:
+            parts.update(vfm=vfm)
         if encoder_type.uses_sam:
             parts.update(sam=_tower(
                 sam_path, load_sam, f"{encoder_type.__name__} reads SAM: set sam_path (a name "
@@ -278,7 +331,8 @@ class SFPSegmentor(BaseSegmentor):
             checkpoint, model = None, clip_path.to(device=device, dtype=text_dtype)
         else:
             checkpoint = clip.resolve_checkpoint(clip_path)
-            model = clip.load(checkpoint, device=device, precision=text_dtype)
+            model = clip.load(checkpoint, device=device, precision=text_dtype,
+                              activation=clip_activation)
         self.clip_checkpoint = checkpoint  # the weights file, None for a loaded CLIP
         self._class_names = (list(class_names) if class_names is not None else
                              [names[0] for names in classes])
@@ -310,6 +364,13 @@ class SFPSegmentor(BaseSegmentor):
             raise ValueError(f'pamr_steps = {pamr_steps}: PAMR refines logits, but '
                              f'{type(self.encoder).__name__} decides the labels itself (its '
                              f'vote); set pamr_steps=0')
+        self.propagation = None
+        if propagation is not None:
+            if self.encoder.decides_labels:
+                raise ValueError(f'propagation refines logits, but {type(self.encoder).__name__}'
+                                 f' decides the labels itself (its vote); set propagation=None')
+            self.propagation = build_propagation(propagation, vfm)
+        self.synonyms_at_input = synonyms_at_input
         self.data_preprocessor.to(device)
 
     @property
@@ -397,6 +458,13 @@ class SFPSegmentor(BaseSegmentor):
         return LabelVotes.empty(self.num_classes, tuple(image.shape[-2:]), max_votes,
                                 image.device)
 
+    def window_layout(self, image: torch.Tensor) -> SlidingWindowLayout:
+        """The sliding windows of a (3, H, W) image and their place in its logit canvas."""
+        stride = self.encoder.logit_stride
+        pad_to = stride if self.pad_crops is True else int(self.pad_crops)
+        return SlidingWindowLayout.build(*image.shape[-2:], self.slide_crop, self.slide_stride,
+                                         stride, pad_to, self.encoder.fixed_grid)
+
     def slide_maps(self, images: Sequence[torch.Tensor],
                    regions: Optional[Sequence[Optional[ImageRegions]]] = None
                    ) -> List[ImageMaps]:
@@ -409,11 +477,7 @@ class SFPSegmentor(BaseSegmentor):
         window's pixels.  ``regions``: each image's (see :meth:`image_regions`).
         """
         regions = regions or [None] * len(images)
-        stride = self.encoder.logit_stride
-        pad_to = stride if self.pad_crops is True else int(self.pad_crops)
-        layouts = [SlidingWindowLayout.build(*img.shape[-2:], self.slide_crop, self.slide_stride,
-                                             stride, pad_to, self.encoder.fixed_grid)
-                   for img in images]
+        layouts = [self.window_layout(img) for img in images]
         contexts = self.image_contexts(images)
         canvases = [img.new_zeros((self.num_queries, *layout.canvas_shape),
                                   dtype=self.compute_dtype)
@@ -508,12 +572,91 @@ class SFPSegmentor(BaseSegmentor):
         padded = [_pad_to_min_size(img, patch) for img in images]
         maps = self.slide_maps(padded, regions) if self.slide_crop > 0 \
             else self.whole_maps(padded, regions)
+        for m, p in zip(maps, padded):
+            if self.propagation is not None:
+                m.logits = self.propagated(p, m.logits)
+            if self.synonyms_at_input:
+                m.logits = LogitMap.from_grid(self.merge_synonyms(
+                    m.logits.resized(p.shape[-2:]).dense()))
         for m, p, img in zip(maps, padded, images):
             if p is not img:
                 m.logits = m.logits.resized(p.shape[-2:]).cropped(*img.shape[-2:])
                 if m.votes is not None:
                     m.votes = m.votes.cropped(*img.shape[-2:])
         return maps
+
+    def propagated(self, image: torch.Tensor, logits: LogitMap) -> LogitMap:
+        """A (3, H, W) image's logits after the label propagation: over the patch graph of
+        its windows' logit cells (a cell's position: its centre in input pixels), then
+        (``pixel_refine``) over its pixels at the input size."""
+        prop = self.propagation
+        if prop.patch:
+            nodes = self.patch_nodes(image, logits)
+            out = prop.propagate_patches(nodes.scores, nodes.features, nodes.positions)
+            logits = LogitMap(nodes.canvas(out, logits.grid), logits.rows, logits.cols)
+        if prop.pixel_refine:
+            dense = logits.resized(image.shape[-2:]).dense()
+            logits = LogitMap.from_grid(prop.propagate_pixels(dense, unit_rgb(image)))
+        return logits
+
+    def patch_nodes(self, image: torch.Tensor, logits: LogitMap) -> PatchNodes:
+        """The nodes of the patch-level propagation of a (3, H, W) image whose
+        :meth:`coarse_maps` logits are ``logits``: every logit cell of every window."""
+        windows = self._windows(image)
+        blocks = [block for _, _, block in windows]
+        cells = [logits.grid[(slice(None), *block)] for block in blocks]
+        scores = torch.cat([c.flatten(1).T for c in cells])  # (N, Q), windows in order
+        grids = [tuple(c.shape[-2:]) for c in cells]
+        positions = node_positions([start for _, start, _ in windows], grids,
+                                   self.encoder.logit_stride).to(scores.device)
+        return PatchNodes(scores, self._vfm_nodes(windows, grids), positions, blocks, grids)
+
+    def _windows(self, image: torch.Tensor) -> List[tuple]:
+        """(crop, (top, left) of its grid in input pixels, its canvas block) of every
+        window of an image, in the order of their nodes."""
+        if self.slide_crop == 0:
+            return [(image, (0, 0), (slice(None), slice(None)))]
+        layout = self.window_layout(image)
+        out = []
+        for r, c, (y1, _, x1, _) in layout.windows():
+            top = y1 - (layout.row_pads[r][0] if layout.row_pads else 0)
+            left = x1 - (layout.col_pads[c][0] if layout.col_pads else 0)
+            out.append((layout.crop(image, r, c), (top, left), layout.block(r, c)))
+        return out
+
+    def _vfm_nodes(self, windows: Sequence[tuple], grids: Sequence[Tuple[int, int]]
+                   ) -> torch.Tensor:
+        """(N, C) VFM features of the windows' crops on their logit grids, windows in
+        order; crops of one size (and grid) go through the VFM together, a memory
+        budget's worth at a time."""
+        by_shape: Dict[tuple, List[int]] = defaultdict(list)
+        for i, ((crop, _, _), grid) in enumerate(zip(windows, grids)):
+            by_shape[(tuple(crop.shape[-2:]), grid)].append(i)
+        features: List[Optional[torch.Tensor]] = [None] * len(windows)
+        for (size, grid), indices in by_shape.items():
+            step = self.crops_per_batch(size)
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
+                crops = unit_rgb(torch.stack([windows[i][0] for i in chunk]))
+                for i, f in zip(chunk, self.propagation.vfm_features(crops, grid)):
+                    features[i] = f
+        return torch.cat(features)
+
+    def merge_synonyms(self, logits: torch.Tensor) -> torch.Tensor:
+        """(Q, H, W) query logits -> (C, H, W): each class's max over its queries."""
+        if self.num_classes == logits.shape[0]:
+            return logits
+        out = logits.new_zeros((self.num_classes, *logits.shape[1:]))
+        index = self.query_idx.view(-1, 1, 1).expand_as(logits)
+        return out.scatter_reduce_(0, index, logits, 'amax', include_self=False)
+
+    @property
+    def logit_query_idx(self) -> torch.Tensor:
+        """The class of each channel of the logits ``inference`` gives: the queries' own,
+        or each class once with ``synonyms_at_input``."""
+        if self.synonyms_at_input:
+            return torch.arange(self.num_classes, device=self.query_idx.device)
+        return self.query_idx
 
     def coarse_logits(self, images: Sequence[torch.Tensor],
                       metas: Optional[Sequence[dict]] = None,
@@ -587,7 +730,7 @@ class SFPSegmentor(BaseSegmentor):
                     self.area_thd, self.return_probs)
             else:
                 probs, labels = postprocess_logit_map(
-                    maps.logits.resized(size), self.query_idx, self.num_classes,
+                    maps.logits.resized(size), self.logit_query_idx, self.num_classes,
                     self.logit_scale, self.prob_thd, self.area_thd,
                     self.return_probs or maps.refine is not None)
             if maps.refine is not None:
@@ -609,7 +752,7 @@ class SFPSegmentor(BaseSegmentor):
                            data_samples: List[SegDataSample]) -> List[SegDataSample]:
         """Post-process full-resolution query logits into each data sample."""
         for logits, sample in zip(seg_logits, data_samples):
-            probs, labels = postprocess_logits(logits, self.query_idx, self.num_classes,
+            probs, labels = postprocess_logits(logits, self.logit_query_idx, self.num_classes,
                                                self.logit_scale, self.prob_thd, self.area_thd)
             self._store(sample, probs if self.return_probs else None, labels)
         return data_samples
@@ -765,6 +908,15 @@ def _mask_spec(masks: MaskSpec, **folders: Union[str, Path, None]) -> MaskSpec:
         raise ValueError(f'{" and ".join(given)} name different mask folders '
                          f'({", ".join(map(str, given.values()))}); set one')
     return next(iter(given.values())) if given else masks
+
+
+def build_propagation(cfg: dict, vfm: Optional[nn.Module]) -> LabelPropagation:
+    """The segmentor's ``propagation`` dict built, its patch level on ``vfm``; bad
+    arguments are a ValueError naming them."""
+    try:
+        return LabelPropagation(vfm=vfm if cfg.get('patch', True) else None, **cfg)
+    except TypeError as err:
+        raise ValueError(f'bad arguments in propagation={cfg!r}: {err}') from err
 
 
 def _cache_key(text_cache: Union[bool, str, Path], checkpoint: Optional[Path]) -> Optional[Path]:
