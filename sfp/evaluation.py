@@ -50,6 +50,7 @@ from .record import (
 )
 from .utils import atomic_write_png, atomic_write_text
 from .vfm.loader import available_vfms, build_vfm, resolve_vfm_checkpoint
+from .vfm.sam import load_sam_state_dict
 
 PathLike = Union[str, Path]
 METRICS_FILE = 'metrics.json'
@@ -286,6 +287,10 @@ def _check_weights_file(argument: str, value: str) -> Optional[Path]:
         if not value.startswith('hf-hub:'):
             read_checkpoint(path)  # refuses a VFM (or anything else) given as CLIP
         return path
+    if argument == 'sam_path':
+        load_sam_state_dict(value)  # refuses a DINO, a CLIP (any other family) given as SAM
+        return (resolve_vfm_checkpoint(value) if value in available_vfms()
+                else Path(value).expanduser())
     if argument == 'vfm_path' or value in available_vfms():
         path = resolve_vfm_checkpoint(value)
         if value not in available_vfms():

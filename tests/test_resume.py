@@ -180,6 +180,13 @@ def test_swapped_weights_are_refused_before_the_runner(tmp_path):
             run_test(cfg)
         assert '\n' not in str(err.value)
         assert not (tmp_path / 'wd').exists()  # the Runner never started
+    cfg = config(tmp_path / 'wd', vfm_path=str(FIXTURES / 'tiny_dino_vit16.pth'),
+                 sam_path=str(TINY_DINO),
+                 config=REPO / 'configs' / 'trident' / 'trident_vit-b16_ade20k.py',
+                 data_root=FIXTURES / 'data' / 'ADEChallengeData2016')
+    with pytest.raises(CheckpointError, match='is a DINO ViT .* not a SAM one') as err:
+        run_test(cfg)
+    assert '\n' not in str(err.value) and not (tmp_path / 'wd').exists()
 
 
 def test_every_weights_file_is_recorded_and_shown(tmp_path, finished):
@@ -188,7 +195,7 @@ def test_every_weights_file_is_recorded_and_shown(tmp_path, finished):
         name=str(TINY_CKPT), file=str(TINY_CKPT.resolve()), sha256=sha256(TINY_CKPT))}
     # Any model argument naming weights, such as a method's sam_path, is recorded.
     sam = tmp_path / 'sam.pth'
-    shutil.copy(TINY_DINO, sam)
+    shutil.copy(FIXTURES / 'tiny_sam_vitb.pth', sam)
     files = weights_files(dict(clip_path=str(TINY_CKPT), vfm_path=str(TINY_DINO),
                                sam_path=str(sam), name_path='configs/classnames/x.txt'))
     assert {k: v['sha256'] for k, v in files.items()} == {
