@@ -349,8 +349,9 @@ class WebDemo:
                                         ('sam_path', self.sam(settings.method)))
                       if v is not None}
             preset = settings.vocabulary.strip()
-            names = (dict(class_names=load_preset(preset).display_names)  # VOC's background
-                     if preset in vocabulary_presets() else {})
+            preset = load_preset(preset) if preset in vocabulary_presets() else None
+            names = (dict(class_names=preset.display_names)  # VOC's "background", not "sky"
+                     if preset is not None and preset.classes == classes else {})
             self._segmentors[key] = init_segmentor(
                 self.clip, classes, device=self.device, precision=self.precision,
                 method=settings.method, pm=settings.pm, purify=settings.purify,
