@@ -151,11 +151,14 @@ def fp64_reference(golden, make_segmentor):
 
 # The bounds docs/faithful.md states, measured on these three images
 # against fp64: logits within 2.6e-7 (fp32), 1.6e-3 (fp16), 2.8e-3 (bf16); probabilities
-# within 1.2e-6, 5.0e-3, 2.4e-2; labels agreeing on 100%, >= 99.978% and >= 99.367% of
+# within 1.2e-6, 1.5e-2, 2.4e-2; labels agreeing on 100%, >= 99.978% and >= 99.367% of
 # the pixels of every image.  Bounds: logits and probabilities about 1.5x to 4x the
-# measured error; agreement floors below the worst image.
+# measured error; agreement floors below the worst image.  The fp16 probability error
+# depends on the CPU's half-precision kernels (5.0e-3 on one 2-core machine, 1.5e-2 on
+# another, with the same logit error): logit_scale 50 turns a 1.6e-3 logit error into up
+# to 8% of a softmax exponent.
 @pytest.mark.parametrize('precision,logit_tol,prob_tol,min_agreement', [
-    ('fp32', 4e-7, 4e-6, 1.0), ('fp16', 4e-3, 1e-2, 0.999), ('bf16', 1e-2, 5e-2, 0.99)])
+    ('fp32', 4e-7, 4e-6, 1.0), ('fp16', 4e-3, 3e-2, 0.999), ('bf16', 1e-2, 5e-2, 0.99)])
 def test_precisions_agree_with_fp64(golden, make_segmentor, fp64_reference, precision,
                                     logit_tol, prob_tol, min_agreement):
     seg = make_segmentor(pm='SOM', precision=precision)
