@@ -62,7 +62,7 @@ from sfp.masks import MaskSource, RegionMasks  # noqa: E402
 FLOOR, RELEASE, MASKS = 'floor', 'release', 'masks'
 METHODS = ('sfp', 'clip', 'maskclip', 'clearclip', 'sclip', 'naclip', 'naclip+pamr',
            'naclip@whole+pamr', 'scclip', 'cliptrase', 'proxyclip', 'resclip', 'resclip@whole',
-           'cass', 'trident', 'lavg', 'corrclip')
+           'cass', 'trident', 'lavg', 'corrclip', 'lposs')
 DEFAULT_PAMR_STEPS = 10
 # A row whose median pass is shorter, or whose passes spread wider (relative to the
 # median), is flagged as too short or too noisy to time.
@@ -82,14 +82,17 @@ def parse_mode(mode: str) -> Tuple[str, bool, bool]:
 
 
 def vfm_floor(mode: str) -> Optional[str]:
-    """The floor mode of a method mode whose encoder reads a VFM (``floor/<method>``), else
-    None."""
+    """The floor mode of a method mode that reads a VFM, in its encoder or in its patch-level
+    label propagation (``floor/<method>``), else None."""
     from sfp.apis import method_defaults
     from sfp.registry import ENCODERS
 
     method = parse_mode(mode)[0]
-    encoder = ENCODERS.get(method_defaults(method)['encoder']['type'])
-    return f'{FLOOR}/{method}' if encoder.uses_vfm else None
+    settings = method_defaults(method)
+    encoder = ENCODERS.get(settings['encoder']['type'])
+    propagation = settings.get('propagation')
+    propagates = propagation is not None and propagation.get('patch', True)
+    return f'{FLOOR}/{method}' if encoder.uses_vfm or propagates else None
 
 
 def mask_generation(mode: str) -> Optional[str]:
@@ -291,8 +294,9 @@ class Measurement:
                                  for crop in crops_of(segmentor, img)]).to(segmentor.dtype)
             for start in range(0, len(crops), crop_batch):
                 segmentor.encoder.visual(crops[start:start + crop_batch])
-                if floor_of:
-                    segmentor.encoder.vfm(crops[start:start + crop_batch])
+                if floor_of:  # the method's VFM, or the one its label propagation reads
+                    vfm = getattr(segmentor.encoder, 'vfm', None) or segmentor.propagation.vfm
+                    vfm(crops[start:start + crop_batch])
             if getattr(segmentor.encoder, 'uses_sam', False):  # SAM once per image, at 1024
                 encoder = segmentor.encoder.sam.image_encoder
                 side = encoder.input_size
