@@ -502,7 +502,7 @@ class SFPSegmentor(BaseSegmentor):
                     if labels is not None:
                         votes[i].add(layouts[i].uncrop(labels[k], r, c), slice(y1, y2),
                                      slice(x1, x2))
-        return [ImageMaps(layout.logit_map(canvas), vote, region)
+        return [ImageMaps(layout.logit_map(canvas), vote, regions=region)
                 for layout, canvas, vote, region in zip(layouts, canvases, votes, regions)]
 
     def whole_maps(self, images: Sequence[torch.Tensor],
@@ -531,7 +531,7 @@ class SFPSegmentor(BaseSegmentor):
                     vote = self._empty_votes(images[i], 1)
                     if vote is not None:
                         vote.add(labels[k], slice(None), slice(None))
-                    results[i] = ImageMaps(logits, vote, regions[i])
+                    results[i] = ImageMaps(logits, vote, regions=regions[i])
         return results
 
     def image_maps(self, images: Sequence[torch.Tensor],
