@@ -14,7 +14,7 @@ from sfp.benchmarks import BENCHMARKS
 from sfp.evaluation import build_test_config
 from sfp.text import read_class_names
 
-from .conftest import FIXTURES, REPO, TINY_CKPT, TINY_DINO
+from .conftest import FIXTURES, REPO, TINY_CKPT, TINY_DINO, TINY_SAM
 
 PAGE = REPO / 'docs' / 'evaluate.md'
 CAMVID = FIXTURES / 'data' / 'camvid'
@@ -61,7 +61,7 @@ def test_the_recipe_builds_the_dataset(configs):
 @pytest.mark.parametrize('method', available_methods())
 def test_the_recipe_runs_every_method(configs, method):
     cfg = build_test_config(configs[method], data_root=str(CAMVID), clip_path=str(TINY_CKPT),
-                            vfm_path=tiny_vfm(method),
+                            vfm_path=tiny_vfm(method), sam_path=str(TINY_SAM),
                             cfg_options={'model.templates': ['a photo of a {}.']})
     if method_defaults(method).get('masks', False) is None:  # reads mask files (CorrCLIP):
         cfg.model.masks = dict(type='PanopticCut', vfm_path=tiny_vfm(method), imgsize=64,

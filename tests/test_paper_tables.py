@@ -27,7 +27,7 @@ from sfp.paper_tables import (
 )
 from sfp.protocols import load_protocol
 
-from .conftest import REPO, SHARED, TINY_CKPT, TINY_DINO
+from .conftest import REPO, SHARED, TINY_CKPT, TINY_DINO, TINY_SAM
 
 PAPER = load_protocol('paper')
 
@@ -124,6 +124,8 @@ def test_every_tables_runs_build(tmp_path):
             args = {k: v for k, v in model.items() if k not in ('type', 'clip_path')}
             if 'vfm_path' in args:
                 args['vfm_path'] = str(TINY_DINO)
+            if 'sam_path' in args:
+                args['sam_path'] = str(TINY_SAM)
             if isinstance(args.get('masks'), dict):  # LaVG's panoptic cut, small
                 args['masks'] = dict(args['masks'], imgsize=64, N=2)
             elif isinstance(args.get('masks'), str):  # CorrCLIP's files: LaVG's cut instead

@@ -283,8 +283,8 @@ def test_the_vfm_is_loaded_once_and_shared(proxyclip):
     (dict(encoder=dict(type='proxyclip')), "ProxyCLIPEncoder reads a vision foundation model: "
                                            "set vfm_path"),
     (dict(vfm_path=str(TINY_DINO)), 'vfm_path is set, but SFPEncoder reads no vision '
-                                    r'foundation model \(methods that do: cass, proxyclip, '
-                                    r'trident\)'),
+                                    r'foundation model \(methods that do: cass, corrclip, '
+                                    r'proxyclip, trident; or patch-level propagation\)'),
     (dict(encoder=dict(type='proxyclip'), vfm_path='dino_vitb9'),
      "unknown VFM 'dino_vitb9' \\(did you mean 'dino_vitb8'\\?\\)"),
 ])

@@ -97,10 +97,12 @@ def check_first_crop(found, prefix, image):
             ).abs().max() <= TOL
     assert torch.equal(found['labels'], GOLDEN.tensor(f'{prefix}/crop0_first_pass'))
     rows = GOLDEN.tensor(f'{prefix}/crop0_attn_rows')
-    # R: attention probabilities, up to the summation order of the matrix products.
+    # R and S: attention probabilities, up to the summation order of the matrix products
+    # (which the CPU's BLAS kernels choose: S is bit-exact on some machines, not on all).
     assert (found['rcs'][:, rows] - GOLDEN.tensor(f'{prefix}/crop0_rcs_attn')).abs().max() \
         <= 1e-15
-    assert torch.equal(found['sfr'][rows], GOLDEN.tensor(f'{prefix}/crop0_sfr_attn'))
+    assert (found['sfr'][rows] - GOLDEN.tensor(f'{prefix}/crop0_sfr_attn')).abs().max() \
+        <= 1e-15
 
 
 @pytest.mark.parametrize('name', CASES)

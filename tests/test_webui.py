@@ -295,9 +295,9 @@ def test_awkward_uploads_are_segmented(demo, tmp_path, kind, size):
 
 def test_bad_settings_are_refused(demo):
     with pytest.raises(InputError, match="method 'maskclp' is not available; choose from "
-                                         "cass, clearclip, clip, cliptrase, lavg, maskclip, "
-                                         "naclip, "
-                                         "proxyclip, resclip, scclip, sclip, sfp"):
+                                         "cass, clearclip, clip, cliptrase, corrclip, lavg, "
+                                         "lposs, maskclip, naclip, proxyclip, resclip, "
+                                         "scclip, sclip, sfp, trident"):
         demo.run(str(CAMVID_IMAGE), Settings(method='maskclp'))
     with pytest.raises(InputError, match='detector .* is unknown'):
         demo.run(str(CAMVID_IMAGE), Settings(pm='nope'))
